@@ -1,0 +1,256 @@
+//! The client engine: dial a server, pair with a code, open authenticated sessions.
+//!
+//! Owns the client's side of the protocol and its saved pairings. The apps supply the code
+//! (typed by a person) and render results; they never touch the wire.
+
+mod dial;
+mod pair;
+mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+pub use pair::{Challenge, Pairing};
+pub use session::{Session, SessionEvent};
+
+use crate::connection::ConnectionError;
+use crate::identity::{Identity, PeerId};
+use crate::message::{ErrorCode, PairFailure, RepairReason};
+use crate::state::{ClientStore, PairedServer, SelectError, StateError};
+
+/// Tunables of the client. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Time allowed for the TCP connect.
+    pub connect_timeout: Duration,
+    /// Time allowed for the TLS handshake and each protocol step.
+    pub step_timeout: Duration,
+    /// Largest frame accepted from the server.
+    pub max_frame: usize,
+    /// Local address to connect from (tests and load generators use several loopback ones).
+    pub local_ip: Option<IpAddr>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            step_timeout: Duration::from_secs(15),
+            max_frame: crate::frame::DEFAULT_MAX_FRAME,
+            local_ip: None,
+        }
+    }
+}
+
+/// Everything that can go wrong on the client side, in terms a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing answered.
+    #[error("server unreachable at {addr}: {reason}")]
+    Unreachable {
+        /// Where we tried.
+        addr: String,
+        /// What happened.
+        reason: String,
+    },
+    /// Something answered but did not speak our protocol.
+    #[error("{addr} is not a client-server-communicator server: {reason}")]
+    NotOurServer {
+        /// Where.
+        addr: String,
+        /// What went wrong in the handshake.
+        reason: String,
+    },
+    /// A different key answered at a paired server's address.
+    #[error(
+        "the server at {addr} presented identity {found}, but this client is paired with {expected}; refusing to connect"
+    )]
+    IdentityMismatch {
+        /// Where.
+        addr: String,
+        /// Short id of the paired server.
+        expected: String,
+        /// Short id that answered.
+        found: String,
+    },
+    /// The code was wrong.
+    #[error("wrong code, {attempts_left} attempts left")]
+    WrongCode {
+        /// Tries left for this code.
+        attempts_left: u32,
+        /// Wait before the next try.
+        retry_after: Option<Duration>,
+    },
+    /// Too many wrong codes.
+    #[error("too many wrong codes: the code is void, ask for a new one")]
+    CodeExhausted,
+    /// The code expired.
+    #[error("code expired: ask again")]
+    CodeExpired,
+    /// The server would not start or continue pairing.
+    #[error("pairing refused: {}", reason.describe())]
+    PairingRefused {
+        /// Why.
+        reason: PairFailure,
+        /// When to try again, if that helps.
+        retry_after: Option<Duration>,
+    },
+    /// The server's key confirmation failed although ours was accepted.
+    #[error(
+        "the server's key confirmation did not match: possible machine in the middle; not pairing"
+    )]
+    ServerConfirmationFailed,
+    /// The saved pairing no longer works.
+    #[error("re-pair required: {}", reason.describe())]
+    RepairRequired {
+        /// Why.
+        reason: RepairReason,
+    },
+    /// The server reported an error.
+    #[error("server error ({code:?}): {message}")]
+    Server {
+        /// Class.
+        code: ErrorCode,
+        /// Text.
+        message: String,
+    },
+    /// The server broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A task failed on the server.
+    #[error("task failed ({code}): {message}")]
+    Task {
+        /// Class, e.g. `unknown_task`.
+        code: String,
+        /// Text.
+        message: String,
+    },
+    /// The session ended.
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// Reading or writing messages failed.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// The state folder could not be used.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The requested server is not (unambiguously) paired.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// TLS could not be configured.
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// A client: its identity, its state folder and its options.
+#[derive(Debug)]
+pub struct Client {
+    store: ClientStore,
+    identity: Identity,
+    name: String,
+    options: ClientOptions,
+}
+
+impl Client {
+    /// Open the state in `state_dir`, creating the identity on first use.
+    pub fn open(
+        state_dir: &std::path::Path,
+        name: &str,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let store = ClientStore::open(state_dir)?;
+        let identity = store.identity(name)?;
+        Ok(Self {
+            store,
+            identity,
+            name: name.to_string(),
+            options,
+        })
+    }
+
+    /// This client's id.
+    pub fn id(&self) -> PeerId {
+        self.identity.id()
+    }
+
+    /// This client's display name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The state folder.
+    pub fn store(&self) -> &ClientStore {
+        &self.store
+    }
+
+    /// The saved pairings.
+    pub fn servers(&self) -> Result<Vec<PairedServer>, ClientError> {
+        Ok(self.store.load()?.servers)
+    }
+
+    /// The paired server `query` names (id prefix or name), or the only one.
+    pub fn select(&self, query: Option<&str>) -> Result<PairedServer, ClientError> {
+        Ok(self.store.load()?.select(query)?.clone())
+    }
+
+    /// Ask the server at `addr` to pair; the server shows a code to its operator.
+    pub async fn start_pairing(&self, addr: SocketAddr) -> Result<Pairing, ClientError> {
+        Pairing::start(self, addr).await
+    }
+
+    /// Open a session with a paired server, trying its known addresses in order.
+    pub async fn connect(&self, server: &PairedServer) -> Result<Session, ClientError> {
+        if server.addrs.is_empty() {
+            return Err(ClientError::Unreachable {
+                addr: "(no known address)".into(),
+                reason: "the server's address is unknown".into(),
+            });
+        }
+        let mut last = None;
+        for addr in &server.addrs {
+            match self.connect_addr(server, *addr).await {
+                Ok(s) => return Ok(s),
+                // A definite answer from the right server ends the search.
+                Err(e @ (ClientError::RepairRequired { .. } | ClientError::State(_))) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, "connect failed: {e}");
+                    // Prefer reporting a mismatch over plain unreachability: it needs action.
+                    if !matches!(last, Some(ClientError::IdentityMismatch { .. })) {
+                        last = Some(e);
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or(ClientError::Unreachable {
+            addr: "(none)".into(),
+            reason: "no address".into(),
+        }))
+    }
+
+    /// Open a session with `server` at `addr` (its id is still pinned).
+    pub async fn connect_addr(
+        &self,
+        server: &PairedServer,
+        addr: SocketAddr,
+    ) -> Result<Session, ClientError> {
+        Session::open(self, server, addr).await
+    }
+
+    /// Forget `query`'s pairing: ask the server to revoke it (best effort), then delete it
+    /// locally. Returns the removed entry and whether the server confirmed.
+    pub async fn forget(
+        &self,
+        query: &str,
+    ) -> Result<(PairedServer, Result<(), ClientError>), ClientError> {
+        let server = self.select(Some(query))?;
+        let remote = match self.connect(&server).await {
+            Ok(session) => session.unpair().await,
+            Err(e) => Err(e),
+        };
+        self.store
+            .update(|f| f.servers.retain(|s| s.server_id != server.server_id))?;
+        Ok((server, remote))
+    }
+}

@@ -1,0 +1,60 @@
+//! The protocol crate of client-server-communicator: everything that is not UI.
+//!
+//! Layout, bottom to top:
+//! - [`frame`]: u32 big-endian length + payload, with a size cap; knows nothing of messages.
+//! - [`message`]: the JSON messages (`type`-tagged) and [`connection`], which reads and writes them.
+//! - [`identity`]: Ed25519 key + self-signed certificate per side; ids are SHA-256 of the SPKI.
+//! - [`tls`]: TLS 1.3 configs with our ALPN, pinning and the exporter that binds pairing to a session.
+//! - [`pairing`]: codes, SPAKE2 and key confirmation (pure crypto, no I/O).
+//! - [`token`]: the session JWT, bound to the client certificate (`cnf`).
+//! - [`state`]: files on disk (atomic writes, private permissions, clear corruption errors).
+//! - [`server`] and [`client`]: the engines the two apps drive; they report through typed events.
+//!
+//! Trust never comes from what a peer says, only from TLS identities, the pairing exchange and
+//! the pinned server id.
+
+pub mod client;
+pub mod connection;
+pub mod frame;
+pub mod identity;
+pub mod message;
+pub mod pairing;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod token;
+
+/// TCP (and later UDP) port the server listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 47474;
+
+/// Protocol version carried in announcements and `info`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Seconds since the Unix epoch, saturating at 0 for clocks set before 1970.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// This machine's host name, used as the default display name of either side.
+pub fn host_name() -> String {
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    if name.is_empty() {
+        "unnamed".to_string()
+    } else {
+        name
+    }
+}
