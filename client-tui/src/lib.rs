@@ -1,1 +1,180 @@
-pub fn x() {}
+//! `client-tui`: the client application. Thin: it parses the command line, drives the
+//! engine from `csc_shared::client`, and prints results (plain lines or JSON here; the
+//! full-screen interface drives the same engine).
+
+pub mod cli;
+mod headless;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+use csc_shared::client::{Client, ClientError, ClientOptions};
+use csc_shared::state::{Side, default_state_dir};
+
+/// Exit codes of `client-tui`, documented in the README.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other failure.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line or selection.
+    pub const USAGE: u8 = 2;
+    /// Wrong code: attempts used up, or input ended before a right one.
+    pub const WRONG_CODE: u8 = 3;
+    /// Code expired, or the server refused to start pairing (busy, rate limited).
+    pub const PAIRING_REFUSED: u8 = 4;
+    /// Re-pair required: the pairing was revoked, expired or is unknown to the server.
+    pub const REPAIR_REQUIRED: u8 = 5;
+    /// Server unreachable (nothing answered, or not our protocol).
+    pub const UNREACHABLE: u8 = 6;
+    /// A different key answered where the paired server was expected.
+    pub const IDENTITY_MISMATCH: u8 = 7;
+    /// The server ran the task and it failed (e.g. unknown task).
+    pub const TASK_FAILED: u8 = 8;
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// Message for stderr.
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::WrongCode { .. } | ClientError::CodeExhausted => exit::WRONG_CODE,
+            ClientError::CodeExpired | ClientError::PairingRefused { .. } => exit::PAIRING_REFUSED,
+            ClientError::RepairRequired { .. } => exit::REPAIR_REQUIRED,
+            ClientError::Unreachable { .. } | ClientError::NotOurServer { .. } => exit::UNREACHABLE,
+            ClientError::IdentityMismatch { .. } => exit::IDENTITY_MISMATCH,
+            ClientError::Task { .. } => exit::TASK_FAILED,
+            ClientError::Select(_) => exit::USAGE,
+            _ => exit::FAILURE,
+        };
+        let mut message = e.to_string();
+        if code == exit::REPAIR_REQUIRED {
+            message.push_str("; run `client-tui pair` again");
+        }
+        Failure::new(code, message)
+    }
+}
+
+/// Entry point used by `main`: logging, runtime, run, exit code.
+pub fn main_with(cli: Cli) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("client-tui: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(f) => {
+            eprintln!("client-tui: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::WARN));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::env::var_os("NO_COLOR").is_none()),
+        )
+        .with(filter)
+        .try_init();
+}
+
+fn state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
+    cli.state_dir
+        .clone()
+        .or_else(|| default_state_dir(Side::Client))
+        .ok_or_else(|| {
+            Failure::new(
+                exit::USAGE,
+                format!(
+                    "no home folder to keep state in: pass --state-dir or set {}",
+                    csc_shared::state::CLIENT_STATE_ENV
+                ),
+            )
+        })
+}
+
+/// Resolve `HOST`, `HOST:PORT`, `IP`, `IP:PORT` or `[IPv6]:PORT`.
+pub async fn resolve(spec: &str, default_port: u16) -> Result<SocketAddr, Failure> {
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = spec
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    let with_port = if spec.contains(':') {
+        spec.to_string()
+    } else {
+        format!("{spec}:{default_port}")
+    };
+    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| Failure::new(exit::UNREACHABLE, format!("cannot resolve {spec:?}: {e}")))?
+        .collect();
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| Failure::new(exit::UNREACHABLE, format!("{spec:?} has no address")))
+}
+
+/// Run a subcommand, or the default session flow.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let dir = state_dir(&cli)?;
+    let name = cli.name.clone().unwrap_or_else(csc_shared::host_name);
+    let client = Client::open(&dir, &name, ClientOptions::default())?;
+    let out = headless::Output { json: cli.json };
+    match &cli.command {
+        Some(Command::Servers) => headless::servers(&client, out),
+        Some(Command::Forget { id }) => headless::forget(&client, id, out).await,
+        Some(Command::Pair) => {
+            let addr = match &cli.target.server {
+                Some(s) => resolve(s, cli.port).await?,
+                None => {
+                    return Err(Failure::new(
+                        exit::USAGE,
+                        "pair needs the server's address: --server HOST[:PORT]",
+                    ));
+                }
+            };
+            headless::pair(&client, addr, out).await.map(|_| ())
+        }
+        Some(Command::Send { task, args }) => {
+            headless::send(&client, &cli, task, args.clone(), out).await
+        }
+        None => headless::interactive(&client, &cli, out).await,
+    }
+}

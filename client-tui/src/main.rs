@@ -1,1 +1,5 @@
-fn main() {}
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    client_tui::main_with(client_tui::cli::Cli::parse())
+}

@@ -1,1 +1,190 @@
-pub fn x() {}
+//! `server-tui`: the server application. Thin: it parses the command line, opens the engine
+//! from `csc_shared::server`, and renders its events (headless lines or JSON here; the
+//! full-screen interface consumes the same events).
+
+pub mod cli;
+mod headless;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+use csc_shared::server::{Server, ServerConfig, ServerError, Tasks};
+use csc_shared::state::{ServerStore, Side, StateError, default_state_dir};
+
+/// Exit codes of `server-tui`.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other failure (state folder, I/O).
+    pub const FAILURE: u8 = 1;
+    /// Bad command line.
+    pub const USAGE: u8 = 2;
+    /// The port could not be bound.
+    pub const BIND: u8 = 3;
+    /// Another server is already running with this state folder.
+    pub const LOCKED: u8 = 4;
+    /// `forget`: no paired client matches (or several do).
+    pub const NO_MATCH: u8 = 5;
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// Message for stderr.
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StateError> for Failure {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Locked { .. } => Failure::new(
+                exit::LOCKED,
+                format!("{e}: another server-tui is already running with this state folder"),
+            ),
+            other => Failure::new(exit::FAILURE, other.to_string()),
+        }
+    }
+}
+
+/// Parse-free entry point used by `main`: sets up logging and a runtime, runs, maps errors.
+pub fn main_with(cli: Cli) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("server-tui: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(f) => {
+            eprintln!("server-tui: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::WARN));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::env::var_os("NO_COLOR").is_none()),
+        )
+        .with(filter)
+        .try_init();
+}
+
+fn state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
+    cli.state_dir
+        .clone()
+        .or_else(|| default_state_dir(Side::Server))
+        .ok_or_else(|| {
+            Failure::new(
+                exit::USAGE,
+                format!(
+                    "no home folder to keep state in: pass --state-dir or set {}",
+                    csc_shared::state::SERVER_STATE_ENV
+                ),
+            )
+        })
+}
+
+fn config(cli: &Cli) -> ServerConfig {
+    let mut c = ServerConfig {
+        name: cli.name.clone().unwrap_or_else(csc_shared::host_name),
+        token_ttl: cli.token_ttl,
+        ..ServerConfig::default()
+    };
+    c.pairing.code_ttl = cli.code_ttl;
+    c.pairing.max_attempts = cli.max_attempts;
+    c.pairing.max_pending_per_addr = cli.max_pending_per_addr.max(1);
+    c.pairing.backoff_base = cli.backoff;
+    c.pairing.backoff_max = cli.backoff_max.max(cli.backoff);
+    c
+}
+
+/// Run the server, or a subcommand, until done (Ctrl-C or SIGTERM for the server).
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let dir = state_dir(&cli)?;
+    match &cli.command {
+        Some(Command::Clients) => headless::list_clients(&dir, cli.json).await,
+        Some(Command::Forget { id }) => headless::forget(&dir, id, cli.json).await,
+        None => serve(&cli, &dir).await,
+    }
+}
+
+async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let server =
+        Server::open(dir, config(cli), Tasks::with_builtins(), Some(tx)).map_err(|e| match e {
+            ServerError::State(s) => Failure::from(s),
+            other => Failure::new(exit::FAILURE, other.to_string()),
+        })?;
+    let addr = std::net::SocketAddr::new(cli.bind, cli.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::new(exit::BIND, format!("cannot listen on {addr}: {e}")))?;
+    let control = {
+        let path = csc_shared::server::control::socket_path(dir);
+        let server = server.clone();
+        tokio::spawn(async move {
+            if let Err(e) = csc_shared::server::control::serve(server, path.clone()).await {
+                tracing::warn!("control socket {} unavailable: {e}", path.display());
+            }
+        })
+    };
+    let printer = tokio::spawn(headless::print_events(rx, cli.json));
+    let result = server.run(listener, shutdown_signal()).await;
+    control.abort();
+    let _ = std::fs::remove_file(csc_shared::server::control::socket_path(dir));
+    // The engine (and its event sender) is gone once run returns; the printer drains and ends.
+    let _ = printer.await;
+    result.map_err(|e| Failure::new(exit::FAILURE, e.to_string()))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Whether a server is running with `dir` as its state folder.
+pub fn is_running(dir: &std::path::Path) -> bool {
+    ServerStore::is_running(dir)
+}

@@ -64,6 +64,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedStream<S> {
         match self.inner.next().await {
             None => Ok(None),
             Some(Ok(frame)) => Ok(Some(frame)),
+            // A peer that vanishes between frames without a TLS close_notify has still
+            // closed cleanly as far as messages go.
+            Some(Err(e))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof
+                    && self.inner.read_buffer().is_empty() =>
+            {
+                Ok(None)
+            }
             Some(Err(e)) => Err(self.classify(e)),
         }
     }

@@ -190,7 +190,8 @@ impl Identity {
                     .map_err(|e| corrupt(&key_path, e.to_string()))?;
                 let Some(cert_pem) = crate::state::read_private(&cert_path)? else {
                     // The key is the identity; a missing certificate (a crash during the first
-                    // start) is issued again from it, losing nothing.
+                    // start, before any pairing) is issued again from it. Ids stay the same;
+                    // tokens bound to an old certificate would need pairing again.
                     let (identity, cert_pem) = Self::self_sign(&key_pair, common_name)
                         .map_err(|e| corrupt(&key_path, e.to_string()))?;
                     write_atomic(&cert_path, cert_pem.as_bytes())?;

@@ -27,7 +27,7 @@ pub mod token;
 /// TCP (and later UDP) port the server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 47474;
 
-/// Protocol version carried in announcements and `info`.
+/// Protocol version, reported by the `info` task.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Seconds since the Unix epoch, saturating at 0 for clocks set before 1970.

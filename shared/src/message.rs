@@ -86,10 +86,6 @@ pub enum ErrorCode {
     Revoked,
     /// The peer took too long.
     Timeout,
-    /// The server is at capacity.
-    Busy,
-    /// The connection did not present a client certificate.
-    CertificateRequired,
     /// The server failed internally.
     Internal,
     /// A code this version does not know.
@@ -207,7 +203,7 @@ pub enum Message {
     AuthOk {
         /// Server display name.
         server_name: String,
-        /// A renewed token, sent when less than a third of the old one's lifetime is left.
+        /// A renewed token, sent when less than a third of the configured token lifetime is left.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
         /// Expiry of the token now in force, Unix seconds.

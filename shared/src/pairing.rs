@@ -3,8 +3,9 @@
 //!
 //! The SPAKE2 password is the TLS exporter secret followed by the code, so the exchange only
 //! succeeds when both ends share one TLS session *and* the code. A relay in the middle holds two
-//! sessions with two exporters and fails even if it knew the code. The code itself never
-//! leaves either machine.
+//! sessions with two exporters: relaying the messages fails, and running its own exchange with
+//! each side would need the code, which never leaves either machine and is guessed online at
+//! most once per attempt.
 
 use rand::{Rng, TryRngCore};
 use ring::hmac;

@@ -336,3 +336,59 @@ async fn hundred_clients_pair_and_run_tasks_concurrently() {
     assert_eq!(server.server.clients().len(), 100);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn embedded_tasks_run_concurrently_and_oversize_results_are_errors() {
+    use csc_shared::server::{TaskError, Tasks};
+    let mut tasks = Tasks::with_builtins();
+    tasks.register("sleep", |_ctx, args: Vec<String>| async move {
+        let ms: u64 = args
+            .first()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| TaskError::new("bad_args", "usage: sleep MS"))?;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(serde_json::json!(ms))
+    });
+    tasks.register("big", |_ctx, _args| async {
+        Ok(serde_json::json!("x".repeat(2 << 20)))
+    });
+    tasks.register(
+        "whoami",
+        |ctx: csc_shared::server::TaskContext, _args| async move {
+            Ok(serde_json::json!(ctx.client_name))
+        },
+    );
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_tasks(sdir.path(), test_config(), tasks).await;
+    let client = client(cdir.path(), "embedder");
+    let session = client.connect(&pair(&client, &server).await).await.unwrap();
+    assert_eq!(session.request("whoami", vec![]).await.unwrap(), "embedder");
+
+    // A slow task does not hold back a fast one sent after it.
+    let slow = session.request("sleep", vec!["3000".into()]);
+    let fast = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = session.request("ping", vec![]).await;
+        (r, std::time::Instant::now())
+    };
+    let ((slow_r, slow_done), (fast_r, fast_done)) =
+        tokio::join!(async { (slow.await, std::time::Instant::now()) }, fast);
+    assert_eq!(fast_r.unwrap(), "pong");
+    assert_eq!(slow_r.unwrap(), 3000);
+    assert!(fast_done < slow_done, "the ping waited for the sleep");
+
+    match session.request("big", vec![]).await {
+        Err(ClientError::Task { code, message }) => {
+            assert_eq!(code, "too_large");
+            assert!(message.contains("frame limit"), "{message}");
+        }
+        other => panic!("expected too_large, got {other:?}"),
+    }
+    match session.request("sleep", vec!["x".into()]).await {
+        Err(ClientError::Task { code, .. }) => assert_eq!(code, "bad_args"),
+        other => panic!("expected bad_args, got {other:?}"),
+    }
+    assert_eq!(session.request("ping", vec![]).await.unwrap(), "pong");
+    server.stop().await;
+}

@@ -106,8 +106,18 @@ impl Pairing {
             not_before: Instant::now(),
             paired: None,
         };
-        pairing.request(client.name.clone()).await?;
-        Ok(pairing)
+        // A short backoff (a recent failure from this address) is waited out rather than
+        // reported; a long one is the caller's to show.
+        for _ in 0..3 {
+            match pairing.request(client.name.clone()).await {
+                Err(ClientError::PairingRefused {
+                    reason: PairFailure::RateLimited,
+                    retry_after: Some(wait),
+                }) if wait <= Duration::from_secs(30) => tokio::time::sleep(wait).await,
+                other => return other.map(|()| pairing),
+            }
+        }
+        pairing.request(client.name.clone()).await.map(|()| pairing)
     }
 
     async fn request(&mut self, client_name: String) -> Result<(), ClientError> {

@@ -54,6 +54,7 @@ pub struct Session {
     events: mpsc::UnboundedReceiver<SessionEvent>,
     server: PairedServer,
     addr: SocketAddr,
+    driver: tokio::task::JoinHandle<()>,
 }
 
 impl Session {
@@ -123,12 +124,13 @@ impl Session {
     pub(crate) fn from_conn(conn: Conn, server: PairedServer, addr: SocketAddr) -> Self {
         let (tx, rx) = mpsc::channel(256);
         let (ev_tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(drive(conn, rx, ev_tx));
+        let driver = tokio::spawn(drive(conn, rx, ev_tx));
         Self {
             tx,
             events,
             server,
             addr,
+            driver,
         }
     }
 
@@ -161,6 +163,13 @@ impl Session {
     /// The next notice or the close of the session; `None` once closed and drained.
     pub async fn next_event(&mut self) -> Option<SessionEvent> {
         self.events.recv().await
+    }
+
+    /// End the session cleanly: wait for replies in flight, then close the TLS session.
+    pub async fn close(self) {
+        let Session { tx, driver, .. } = self;
+        drop(tx);
+        let _ = driver.await;
     }
 
     /// Ask the server to forget this client, and end the session.

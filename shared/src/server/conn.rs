@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::server::TlsStream;
 
 use super::registry::Standing;
-use super::{Server, ServerEvent, SessionCmd, SessionEntry, Shared, TaskContext};
+use super::{Server, ServerEvent, SessionEntry, Shared, TaskContext};
 use crate::connection::{Connection, ConnectionError};
 use crate::frame::FrameError;
 use crate::message::{B64, ErrorCode, Message, PairFailure, RepairReason, TaskErrorBody};
@@ -68,19 +68,19 @@ pub(super) async fn handle(server: Server, shared: Arc<Shared>, tcp: TcpStream, 
         Ok(m) => m,
         Err(e) => return fail_read(&mut conn, e).await,
     };
-    let client_name = match first {
+    let (client_name, pairing_id) = match first {
         Message::PairRequest { client_name } => {
             let name = clean_name(&client_name);
             tokio::select! {
                 r = ctx.pairing(&mut conn, name) => match r {
-                    Some(name) => name,
+                    Some(who) => who,
                     None => return conn.close().await,
                 },
                 _ = shutdown.recv() => return conn.close().await,
             }
         }
         Message::Auth { token } => match ctx.authenticate(&mut conn, &token).await {
-            Some(name) => name,
+            Some(who) => who,
             None => return conn.close().await,
         },
         other => {
@@ -93,7 +93,33 @@ pub(super) async fn handle(server: Server, shared: Arc<Shared>, tcp: TcpStream, 
             return conn.close().await;
         }
     };
-    ctx.session(&server, conn, client_name, shutdown).await;
+    ctx.session(&server, conn, client_name, pairing_id, shutdown)
+        .await;
+}
+
+/// Queue a response; one too large for a frame becomes an error response instead.
+async fn write_response(conn: &mut Conn, msg: Message) -> Result<(), ConnectionError> {
+    let id = match &msg {
+        Message::Response { id, .. } => *id,
+        _ => 0,
+    };
+    match conn.feed(&msg).await {
+        Err(ConnectionError::Frame(FrameError::TooLarge { declared, max })) => {
+            conn.feed(&Message::Response {
+                id,
+                ok: false,
+                result: serde_json::Value::Null,
+                error: Some(TaskErrorBody {
+                    code: "too_large".into(),
+                    message: format!(
+                        "the result ({declared} bytes) exceeds the {max}-byte frame limit"
+                    ),
+                }),
+            })
+            .await
+        }
+        other => other,
+    }
 }
 
 /// Answer a failed read with an error message where the peer can still hear one.
@@ -178,7 +204,8 @@ impl ConnCtx<'_> {
     }
 
     /// Run pairing; returns the client's name once it is paired and saved.
-    async fn pairing(&mut self, conn: &mut Conn, mut name: String) -> Option<String> {
+    /// Returns the client's name and pairing id once it is paired and saved.
+    async fn pairing(&mut self, conn: &mut Conn, mut name: String) -> Option<(String, String)> {
         let policy = &self.shared.config.pairing;
         let ip = self.peer.ip();
         let mut pending: Option<Pending<'_>> = None;
@@ -229,7 +256,7 @@ impl ConnCtx<'_> {
             };
             match msg {
                 Message::PairRequest { client_name } => {
-                    name = clean_name(&client_name);
+                    let asked_as = clean_name(&client_name);
                     if let Some(p) = &pending {
                         let _ = conn
                             .send(&Message::PairFailed {
@@ -242,7 +269,7 @@ impl ConnCtx<'_> {
                     }
                     let admitted = self.shared.guard().admit(policy, ip, Instant::now());
                     if let Err((reason, wait)) = admitted {
-                        self.failed(&name, None, reason, 0);
+                        self.failed(&asked_as, None, reason, 0);
                         let _ = conn
                             .send(&Message::PairFailed {
                                 reason,
@@ -253,6 +280,8 @@ impl ConnCtx<'_> {
                         continue;
                     }
                     stale = None;
+                    // The name the operator sees with this code is the one that gets saved.
+                    name = asked_as;
                     let p = Pending {
                         shared: self.shared,
                         ip,
@@ -434,7 +463,7 @@ impl ConnCtx<'_> {
         name: String,
         request_id: u64,
         confirmation: &crate::pairing::Confirmation,
-    ) -> Option<String> {
+    ) -> Option<(String, String)> {
         let now = crate::unix_now();
         let pairing_id = crate::token::new_pairing_id();
         let record = ClientRecord {
@@ -490,7 +519,7 @@ impl ConnCtx<'_> {
                 server_name: self.shared.config.name.clone(),
             })
             .await;
-        sent.ok().map(|_| name)
+        sent.ok().map(|_| (name, pairing_id))
     }
 
     fn warn(&self, message: String) {
@@ -498,8 +527,8 @@ impl ConnCtx<'_> {
         self.shared.emit(ServerEvent::Warning { message });
     }
 
-    /// Check a token; returns the client's registered name when accepted.
-    async fn authenticate(&self, conn: &mut Conn, token: &str) -> Option<String> {
+    /// Check a token; returns the client's registered name and pairing id when accepted.
+    async fn authenticate(&self, conn: &mut Conn, token: &str) -> Option<(String, String)> {
         let id = self.info.peer_id;
         let verdict = self
             .shared
@@ -530,7 +559,10 @@ impl ConnCtx<'_> {
             }
         };
         let ttl_ms = self.shared.config.token_ttl.as_millis() as u64;
-        let left_ms = (claims.exp * 1000).saturating_sub(crate::unix_now_ms());
+        let left_ms = claims
+            .exp
+            .saturating_mul(1000)
+            .saturating_sub(crate::unix_now_ms());
         let (token, token_expires_at) = if left_ms.saturating_mul(3) < ttl_ms {
             match self.shared.authority.issue(
                 id,
@@ -554,7 +586,7 @@ impl ConnCtx<'_> {
         })
         .await
         .ok()?;
-        Some(record.name)
+        Some((record.name, record.pairing_id))
     }
 
     fn task_context(&self, name: &str) -> TaskContext {
@@ -575,16 +607,37 @@ impl ConnCtx<'_> {
         server: &Server,
         mut conn: Conn,
         name: String,
+        pairing_id: String,
         mut shutdown: tokio::sync::broadcast::Receiver<()>,
     ) {
         let shared = self.shared;
         let id = self.info.peer_id;
         let session_id = shared.next_id();
-        let (tx, mut rx) = mpsc::channel(64);
-        shared
-            .sessions()
-            .insert(session_id, SessionEntry { client_id: id, tx });
+        let (notices, mut rx) = mpsc::channel::<Arc<str>>(64);
+        let (revoke, mut revoked) = oneshot::channel::<&'static str>();
+        shared.sessions().insert(
+            session_id,
+            SessionEntry {
+                client_id: id,
+                notices,
+                revoke: Some(revoke),
+            },
+        );
         shared.connected.fetch_add(1, Ordering::Relaxed);
+        // A revocation between the token check and the registration above would have found
+        // no session to close: look again now that this one is visible.
+        let still_paired = matches!(shared.registry.standing(&id), Standing::Paired(r) if r.pairing_id == pairing_id);
+        let late_revoke = if still_paired {
+            None
+        } else {
+            shared
+                .sessions()
+                .get_mut(&session_id)
+                .and_then(|s| s.revoke.take())
+        };
+        if let Some(tx) = late_revoke {
+            let _ = tx.send(super::REVOKED_BY_OPERATOR);
+        }
         shared.registry.touch(&id, self.peer);
         shared.emit(ServerEvent::Connected {
             session_id,
@@ -597,32 +650,42 @@ impl ConnCtx<'_> {
         let reason: String = loop {
             tokio::select! {
                 _ = shutdown.recv() => break "server shutting down".into(),
-                Some(cmd) = rx.recv() => match cmd {
-                    SessionCmd::Notice(text) => {
-                        let m = Message::Notice { text: text.to_string(), at_ms: crate::unix_now_ms() };
-                        if conn.send(&m).await.is_err() { break "write failed".into(); }
+                why = &mut revoked => {
+                    let why = why.unwrap_or(super::REVOKED_BY_OPERATOR);
+                    let _ = conn.send(&Message::Error {
+                        code: ErrorCode::Revoked,
+                        message: why.to_string(),
+                        reason: Some(RepairReason::Revoked),
+                    }).await;
+                    break "revoked".into();
+                }
+                Some(text) = rx.recv() => {
+                    let m = Message::Notice { text: text.to_string(), at_ms: crate::unix_now_ms() };
+                    if conn.send(&m).await.is_err() { break "write failed".into(); }
+                }
+                Some(done) = inflight.next(), if !inflight.is_empty() => {
+                    // Write every response that is ready, then flush once.
+                    let mut batch = vec![done];
+                    while let Some(Some(more)) = inflight.next().now_or_never() {
+                        batch.push(more);
                     }
-                    SessionCmd::Revoke => {
-                        let _ = conn.send(&Message::Error {
-                            code: ErrorCode::Revoked,
-                            message: "this client was revoked by the server's operator".into(),
-                            reason: Some(RepairReason::Revoked),
-                        }).await;
-                        break "revoked".into();
+                    let mut failed = false;
+                    for (msg, task, ok, started) in batch {
+                        let started: Instant = started;
+                        shared.emit(ServerEvent::Request {
+                            session_id,
+                            client_name: name.clone(),
+                            client_id: id,
+                            task,
+                            ok,
+                            elapsed_us: started.elapsed().as_micros() as u64,
+                        });
+                        if write_response(&mut conn, msg).await.is_err() {
+                            failed = true;
+                            break;
+                        }
                     }
-                },
-                Some((msg, task, ok, started)) = inflight.next(), if !inflight.is_empty() => {
-                    let started: Instant = started;
-                    shared.emit(ServerEvent::Request {
-                        session_id,
-                        client_name: name.clone(),
-                        client_id: id,
-                        task,
-                        ok,
-                        elapsed_us: started.elapsed().as_micros() as u64,
-                    });
-                    if conn.feed(&msg).await.is_err() { break "write failed".into(); }
-                    if inflight.is_empty() && conn.flush().await.is_err() { break "write failed".into(); }
+                    if failed || conn.flush().await.is_err() { break "write failed".into(); }
                 }
                 read = conn.read::<Message>(), if inflight.len() < max_inflight => match read {
                     Ok(None) => break "closed by client".into(),

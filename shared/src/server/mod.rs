@@ -5,6 +5,8 @@
 //! semaphore caps connections, and a broadcast channel tells handlers to stop.
 
 mod conn;
+#[cfg(unix)]
+pub mod control;
 pub mod guard;
 mod registry;
 pub mod tasks;
@@ -245,14 +247,16 @@ pub enum RevokeError {
     State(#[from] StateError),
 }
 
-enum SessionCmd {
-    Notice(Arc<str>),
-    Revoke,
-}
+/// What a revoked session is told, by who revoked it.
+const REVOKED_BY_OPERATOR: &str = "this client was revoked by the server's operator";
+const REVOKED_BY_CLIENT: &str = "this client was unpaired from another session";
 
 struct SessionEntry {
     client_id: PeerId,
-    tx: mpsc::Sender<SessionCmd>,
+    /// Notices; bounded, so a client that stops reading loses notices, not server memory.
+    notices: mpsc::Sender<Arc<str>>,
+    /// Fires once to cut the session; never lost to a full queue.
+    revoke: Option<tokio::sync::oneshot::Sender<&'static str>>,
 }
 
 struct Shared {
@@ -400,9 +404,16 @@ impl Server {
     async fn revoke_id(&self, id: &PeerId, by: &str) -> Result<Option<ClientRecord>, StateError> {
         let removed = self.shared.registry.revoke(id).await?;
         if let Some(r) = &removed {
-            for s in self.shared.sessions().values() {
-                if s.client_id == *id {
-                    let _ = s.tx.try_send(SessionCmd::Revoke);
+            let why = if by == "client" {
+                REVOKED_BY_CLIENT
+            } else {
+                REVOKED_BY_OPERATOR
+            };
+            for s in self.shared.sessions().values_mut() {
+                if s.client_id == *id
+                    && let Some(tx) = s.revoke.take()
+                {
+                    let _ = tx.send(why);
                 }
             }
             self.shared.emit(ServerEvent::Revoked {
@@ -419,7 +430,7 @@ impl Server {
         let text: Arc<str> = Arc::from(text);
         let mut n = 0;
         for s in self.shared.sessions().values() {
-            if s.tx.try_send(SessionCmd::Notice(text.clone())).is_ok() {
+            if s.notices.try_send(text.clone()).is_ok() {
                 n += 1;
             }
         }
@@ -506,6 +517,33 @@ impl Server {
             });
         }
     }
+}
+
+/// Revoke a client of a server that is not running, editing its state folder directly
+/// (under the folder lock, so it fails with [`StateError::Locked`] while a server runs).
+pub fn revoke_offline(state_dir: &Path, query: &str) -> Result<ClientRecord, RevokeError> {
+    let store = ServerStore::open(state_dir)?;
+    let mut file = store.load_clients()?;
+    let hits: Vec<usize> = file
+        .clients
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.client_id.matches(query) || c.name == query)
+        .map(|(i, _)| i)
+        .collect();
+    let index = match hits.as_slice() {
+        [] => return Err(RevokeError::NoMatch(query.to_string())),
+        [one] => *one,
+        many => return Err(RevokeError::Ambiguous(query.to_string(), many.len())),
+    };
+    let record = file.clients.remove(index);
+    file.add_tombstone(crate::state::RevokedRecord {
+        client_id: record.client_id,
+        name: record.name.clone(),
+        revoked_at: crate::unix_now(),
+    });
+    store.save_clients(&file)?;
+    Ok(record)
 }
 
 /// IPv4-mapped IPv6 peers are treated as the IPv4 address they are.

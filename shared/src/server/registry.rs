@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::identity::PeerId;
 use crate::state::{ClientRecord, ClientsFile, RevokedRecord, ServerStore, StateError};
 
-const MAX_TOMBSTONES: usize = 1000;
+use crate::state::MAX_TOMBSTONES;
 
 #[derive(Debug, Default)]
 struct Inner {

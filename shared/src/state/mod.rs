@@ -11,7 +11,7 @@ mod server;
 pub use client::{ClientStore, PairedServer, SelectError, ServersFile};
 pub(crate) use fsio::read_private;
 pub use fsio::{StateError, StateLock, ensure_private_dir, read_json, write_atomic};
-pub use server::{ClientRecord, ClientsFile, RevokedRecord, ServerStore};
+pub use server::{ClientRecord, ClientsFile, MAX_TOMBSTONES, RevokedRecord, ServerStore};
 
 use std::path::PathBuf;
 

@@ -58,6 +58,20 @@ pub struct ClientsFile {
     pub revoked: Vec<RevokedRecord>,
 }
 
+/// Revocation records kept at most; the oldest go first.
+pub const MAX_TOMBSTONES: usize = 1000;
+
+impl ClientsFile {
+    /// Record a revocation, dropping the oldest records beyond [`MAX_TOMBSTONES`].
+    pub fn add_tombstone(&mut self, record: RevokedRecord) {
+        self.revoked.retain(|r| r.client_id != record.client_id);
+        self.revoked.push(record);
+        self.revoked.sort_by_key(|r| r.revoked_at);
+        let excess = self.revoked.len().saturating_sub(MAX_TOMBSTONES);
+        self.revoked.drain(..excess);
+    }
+}
+
 /// The server's state folder, locked for the lifetime of this value.
 #[derive(Debug)]
 pub struct ServerStore {

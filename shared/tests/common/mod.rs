@@ -96,9 +96,16 @@ impl TestServer {
     }
 
     pub async fn start_on(dir: &Path, config: ServerConfig, addr: SocketAddr) -> Self {
+        Self::start_full(dir, config, addr, Tasks::with_builtins()).await
+    }
+
+    pub async fn start_with_tasks(dir: &Path, config: ServerConfig, tasks: Tasks) -> Self {
+        Self::start_full(dir, config, "127.0.0.1:0".parse().unwrap(), tasks).await
+    }
+
+    async fn start_full(dir: &Path, config: ServerConfig, addr: SocketAddr, tasks: Tasks) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let server =
-            Server::open(dir, config, Tasks::with_builtins(), Some(tx)).expect("server opens");
+        let server = Server::open(dir, config, tasks, Some(tx)).expect("server opens");
         let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

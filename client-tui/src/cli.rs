@@ -1,0 +1,68 @@
+//! Command-line interface of the client.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use csc_shared::state::CLIENT_STATE_ENV;
+
+/// Finds its server, pairs with the code shown on the server's screen, and runs tasks on it.
+#[derive(Debug, Parser)]
+#[command(name = "client-tui", version, about, long_about = None)]
+pub struct Cli {
+    /// Server port used when an address has none.
+    #[arg(long, global = true, default_value_t = csc_shared::DEFAULT_PORT)]
+    pub port: u16,
+    /// State folder (default: the platform data folder).
+    #[arg(long, global = true, env = CLIENT_STATE_ENV)]
+    pub state_dir: Option<PathBuf>,
+    /// Name shown to the server when pairing (default: host name).
+    #[arg(long, global = true)]
+    pub name: Option<String>,
+    /// Print plain lines instead of the full-screen interface.
+    #[arg(long, global = true)]
+    pub no_tui: bool,
+    /// Print one JSON object per line on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Which server to talk to.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Target {
+    /// Server address, HOST or HOST:PORT (tried first; the server's id is still checked).
+    #[arg(long, global = true, value_name = "HOST[:PORT]")]
+    pub server: Option<String>,
+    /// Paired server to use: id (full, or a prefix such as 3F2A-91C0).
+    #[arg(long, global = true, value_name = "ID")]
+    pub server_id: Option<String>,
+    /// Paired server to use, by name.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub server_name: Option<String>,
+}
+
+/// Subcommands. Without one, the client connects (pairing first if needed) and runs tasks
+/// read line by line from stdin.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pair with a server; the code shown on the server is read from stdin.
+    Pair,
+    /// Run one task on a paired server and print the reply.
+    Send {
+        /// Task name: ping, echo, time, info, or any task the server offers.
+        task: String,
+        /// Task arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// List paired servers.
+    Servers,
+    /// Forget a paired server; the server is asked to revoke the pairing too.
+    Forget {
+        /// Server id (full or prefix) or name.
+        id: String,
+    },
+}

@@ -1,0 +1,335 @@
+//! Both real binaries on 127.0.0.1: `server-tui --json` on an ephemeral port, and
+//! `client-tui` pairing with the code taken from the server's output, as a person would type
+//! it. Covers every documented exit code.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_client-tui");
+
+/// The server binary sits next to ours; build it if this package is tested alone.
+fn server_bin() -> PathBuf {
+    let path =
+        Path::new(CLIENT).with_file_name(format!("server-tui{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "server-tui", "--bin", "server-tui"])
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success() && path.exists(),
+            "cannot build {}",
+            path.display()
+        );
+    }
+    path
+}
+
+struct Server {
+    child: Child,
+    events: mpsc::Receiver<Value>,
+    port: u16,
+}
+
+impl Server {
+    fn start(dir: &Path, port: u16) -> Self {
+        let mut child = Command::new(server_bin())
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--json",
+                "--name",
+                "front-desk",
+                "--backoff",
+                "10ms",
+            ])
+            .args(["--port", &port.to_string()])
+            .arg("--state-dir")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, events) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx
+                    .send(serde_json::from_str::<Value>(&line).unwrap())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let mut s = Server {
+            child,
+            events,
+            port: 0,
+        };
+        s.port = s.wait("listening")["port"].as_u64().unwrap() as u16;
+        s
+    }
+
+    fn wait(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self
+                .events
+                .recv_timeout(Duration::from_secs(20))
+                .expect("event");
+            if v["event"] == kind {
+                return v;
+            }
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn stop(self) {}
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(dir: &Path) -> Command {
+    let mut c = Command::new(CLIENT);
+    c.arg("--state-dir").arg(dir).arg("--name").arg("kiosk");
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+/// Start `client-tui pair`, then type `answers` one by one, each after the server showed a
+/// code (the first answer may be a function of the code).
+fn pair(server: &mut Server, dir: &Path, answers: &[&dyn Fn(&str) -> String]) -> Output {
+    let mut child = client(dir)
+        .args(["pair", "--server", &server.addr()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = server.wait("pair_request")["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut stdin = child.stdin.take().unwrap();
+    for answer in answers {
+        writeln!(stdin, "{}", answer(&code)).unwrap();
+    }
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn right(code: &str) -> String {
+    // Typed the way a person reads the banner: grouped.
+    format!("{} {}", &code[..3], &code[3..])
+}
+
+fn wrong(code: &str) -> String {
+    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn pair_send_list_and_console() {
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(sdir.path(), 0);
+
+    let out = pair(&mut server, cdir.path(), &[&wrong, &right]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("wrong code, 4 attempts left"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("paired with \"front-desk\""),
+        "{}",
+        text(&out.stdout)
+    );
+    server.wait("paired");
+
+    let out = run(client(cdir.path()).args(["--json", "send", "echo", "hello", "world"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["result"], "hello world");
+    assert_eq!(v["addr"], server.addr());
+    assert!(v["elapsed_ms"].as_f64().unwrap() > 0.0);
+
+    let out = run(client(cdir.path()).args(["send", "ping"]));
+    assert_eq!(text(&out.stdout).trim(), "pong");
+
+    let out = run(client(cdir.path()).args(["servers", "--json"]));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["name"], "front-desk");
+    assert_eq!(v["addrs"][0], server.addr());
+
+    // No subcommand: a console on stdin.
+    let mut child = client(cdir.path())
+        .arg("--no-tui")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"ping\necho a  b\nnope\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "pong");
+    assert_eq!(lines[1], "a b");
+    assert!(lines[2].starts_with("error (unknown_task)"), "{lines:?}");
+
+    // Unknown task as a one-shot command: exit 8.
+    let out = run(client(cdir.path()).args(["send", "nope"]));
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out.stderr));
+    server.stop();
+}
+
+#[test]
+fn wrong_codes_until_input_ends_exit_3() {
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(sdir.path(), 0);
+    let out = pair(&mut server, cdir.path(), &[&wrong]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(server.wait("pair_closed")["reason"], "cancelled");
+    let out = pair(&mut server, cdir.path(), &[&|_| "12ab56".to_string()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("only digits"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(client(cdir.path()).args(["servers"]));
+    assert!(text(&out.stdout).contains("no paired servers"));
+    server.stop();
+}
+
+#[test]
+fn revoked_unreachable_and_impostor_have_distinct_exit_codes() {
+    let sdir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(sdir.path(), 0);
+    let port = server.port;
+    assert!(pair(&mut server, cdir.path(), &[&right]).status.success());
+    server.stop();
+
+    // Nothing listening: unreachable.
+    let out = run(client(cdir.path()).args(["send", "ping"]));
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("unreachable"));
+
+    // Another server on the same address: refused, with both ids named.
+    let impostor = Server::start(other.path(), port);
+    let out = run(client(cdir.path()).args(["send", "ping"]));
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("presented identity"),
+        "{}",
+        text(&out.stderr)
+    );
+    impostor.stop();
+
+    // The real one again, then revoked by its operator: re-pair required.
+    let server = Server::start(sdir.path(), port);
+    let out = run(client(cdir.path()).args(["send", "ping"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = Command::new(server_bin())
+        .args(["forget", "kiosk", "--state-dir"])
+        .arg(sdir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(client(cdir.path()).args(["send", "ping"]));
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("re-pair required"),
+        "{}",
+        text(&out.stderr)
+    );
+    server.stop();
+}
+
+#[test]
+fn forget_revokes_on_the_server() {
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(sdir.path(), 0);
+    assert!(pair(&mut server, cdir.path(), &[&right]).status.success());
+    let out = run(client(cdir.path()).args(["forget", "front-desk", "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["server_revoked"], true);
+    assert_eq!(server.wait("revoked")["by"], "client");
+    let out = run(client(cdir.path()).args(["send", "ping"]));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "nothing paired is a usage error"
+    );
+    server.stop();
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let cdir = tempfile::tempdir().unwrap();
+    let out = run(client(cdir.path()).arg("pair"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--server"));
+    let out = run(client(cdir.path()).args(["send"]));
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(client(cdir.path()).args(["send", "ping"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not paired"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn corrupt_client_state_is_reported() {
+    let cdir = tempfile::tempdir().unwrap();
+    let out = run(client(cdir.path()).arg("servers"));
+    assert!(out.status.success());
+    std::fs::write(cdir.path().join("servers.json"), "nonsense").unwrap();
+    let out = run(client(cdir.path()).arg("servers"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("servers.json"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(cdir.path().join("servers.json")).unwrap(),
+        "nonsense"
+    );
+}

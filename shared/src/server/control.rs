@@ -1,0 +1,138 @@
+//! The local control socket: lets `server-tui clients` and `server-tui forget` act on a
+//! running server instead of editing files under its feet.
+//!
+//! A Unix socket (0600) inside the state folder (0700), so only its owner can connect; one
+//! JSON request and one JSON reply per line. Owns nothing but that translation.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::{ClientView, Server};
+
+/// File name of the socket inside the state folder.
+pub const SOCKET_FILE: &str = "control.sock";
+
+/// A request to a running server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum ControlRequest {
+    /// List paired clients with live status.
+    Clients,
+    /// Revoke the client `query` names.
+    Forget {
+        /// Id prefix or name.
+        query: String,
+    },
+    /// Push a notice to every connected client.
+    Notify {
+        /// The text.
+        text: String,
+    },
+}
+
+/// The reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum ControlReply {
+    /// The clients.
+    Clients {
+        /// Each paired client.
+        clients: Vec<serde_json::Value>,
+    },
+    /// A client was revoked.
+    Revoked {
+        /// Its id (hex).
+        client_id: String,
+        /// Its name.
+        name: String,
+    },
+    /// A notice went out.
+    Notified {
+        /// Sessions it was queued for.
+        recipients: usize,
+    },
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The socket path for a state folder.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET_FILE)
+}
+
+/// Serve control requests for `server` on `path` until the task is dropped.
+pub async fn serve(server: Server, path: PathBuf) -> std::io::Result<()> {
+    // A stale socket from a crashed run would make bind fail; the folder lock proves no other
+    // server owns it.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let server = server.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            if let Ok(Some(line)) = lines.next_line().await {
+                let reply = match serde_json::from_str::<ControlRequest>(&line) {
+                    Ok(req) => handle(&server, req).await,
+                    Err(e) => ControlReply::Error {
+                        message: format!("bad request: {e}"),
+                    },
+                };
+                let mut text = serde_json::to_string(&reply).unwrap_or_default();
+                text.push('\n');
+                let _ = write.write_all(text.as_bytes()).await;
+            }
+        });
+    }
+}
+
+async fn handle(server: &Server, req: ControlRequest) -> ControlReply {
+    match req {
+        ControlRequest::Clients => ControlReply::Clients {
+            clients: server
+                .clients()
+                .iter()
+                .map(|c: &ClientView| serde_json::to_value(c).unwrap_or_default())
+                .collect(),
+        },
+        ControlRequest::Forget { query } => match server.revoke(&query).await {
+            Ok(r) => ControlReply::Revoked {
+                client_id: r.client_id.to_hex(),
+                name: r.name,
+            },
+            Err(e) => ControlReply::Error {
+                message: e.to_string(),
+            },
+        },
+        ControlRequest::Notify { text } => ControlReply::Notified {
+            recipients: server.notify_all(&text),
+        },
+    }
+}
+
+/// Send `req` to the server running with `state_dir`.
+pub async fn request(state_dir: &Path, req: &ControlRequest) -> std::io::Result<ControlReply> {
+    let stream = UnixStream::connect(socket_path(state_dir)).await?;
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(req).map_err(std::io::Error::other)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let line = BufReader::new(read)
+        .lines()
+        .next_line()
+        .await?
+        .ok_or_else(|| std::io::Error::other("the server closed the control socket"))?;
+    serde_json::from_str(&line).map_err(std::io::Error::other)
+}
