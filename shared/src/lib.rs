@@ -13,6 +13,8 @@
 //! Trust never comes from what a peer says, only from TLS identities, the pairing exchange and
 //! the pinned server id.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod connection;
 pub mod frame;
