@@ -1,4 +1,4 @@
-//! Command-line interface of the server.
+//! Command-line interface of the server: flags, subcommands and their defaults.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -30,6 +30,9 @@ pub struct Cli {
     /// Print one JSON object per event on stdout (implies --no-tui).
     #[arg(long, global = true)]
     pub json: bool,
+    /// No colours in the full-screen interface (as does a non-empty NO_COLOR).
+    #[arg(long)]
+    pub no_color: bool,
     /// Lifetime of a pairing code.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
     pub code_ttl: Duration,

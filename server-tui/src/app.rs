@@ -1,0 +1,554 @@
+//! State of the full-screen interface and the one function that changes it.
+//!
+//! Owns: everything the screen shows, and [`App::update`], which takes one [`Msg`] (a key, an
+//! engine event, a tick, a fresh client list) and returns at most one [`Action`] for the event
+//! loop to carry out. It must not touch the terminal, the network or the engine: side effects
+//! are asked for as actions, so every transition can be tested without either.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event, KeyEvent, KeyEventKind};
+use csc_shared::identity::PeerId;
+use csc_shared::server::{ClientView, ServerEvent};
+use tui_input::Input;
+
+use crate::keymap::{self, Command, Scope};
+
+/// Lines the event log keeps; the oldest go first.
+pub const LOG_CAPACITY: usize = 1000;
+
+/// How often the client list is re-read when nothing asked for it sooner.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// The time, both as an instant (for countdowns) and as Unix seconds (for "paired 3d ago").
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Monotonic now.
+    pub instant: Instant,
+    /// Wall-clock now, Unix seconds.
+    pub unix: u64,
+}
+
+impl Clock {
+    /// The current time.
+    pub fn now() -> Self {
+        Self {
+            instant: Instant::now(),
+            unix: csc_shared::unix_now(),
+        }
+    }
+}
+
+/// Everything that can change the app.
+#[derive(Debug)]
+pub enum Msg {
+    /// A key (only presses count).
+    Key(KeyEvent),
+    /// The terminal has a new size.
+    Resize(u16, u16),
+    /// Time passed.
+    Tick(Clock),
+    /// Something happened in the engine.
+    Engine(ServerEvent),
+    /// A fresh list of paired clients (answer to [`Action::RefreshClients`]).
+    Clients(Vec<ClientView>),
+    /// A line for the event log from elsewhere (logging, a failed action).
+    Log(Level, String),
+}
+
+/// Side effects the event loop carries out for the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Restore the terminal, stop the server, exit.
+    Quit,
+    /// Revoke this client (full hex id) through the engine.
+    Revoke {
+        /// Full hex id: matches exactly one client.
+        client_id: String,
+    },
+    /// Push a notice to every connected client.
+    Notify(String),
+    /// Read the client list and send it back as [`Msg::Clients`].
+    RefreshClients,
+}
+
+/// How an event-log line is marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Routine.
+    Info,
+    /// Something went right (paired, connected).
+    Good,
+    /// Worth a look (a failed pairing, a refused token).
+    Warn,
+    /// Something broke.
+    Error,
+}
+
+/// One line of the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When, Unix seconds.
+    pub unix: u64,
+    /// Marking.
+    pub level: Level,
+    /// What.
+    pub text: String,
+}
+
+/// A pairing request waiting for its code to be typed at the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRequest {
+    /// The engine's request id.
+    pub request_id: u64,
+    /// Name the client gave.
+    pub client_name: String,
+    /// Where it connects from.
+    pub client_addr: SocketAddr,
+    /// Short form of its id.
+    pub client_short: String,
+    /// The six digits.
+    pub code: String,
+    /// When the code runs out.
+    pub expires_at: Instant,
+    /// Wrong answers still allowed.
+    pub attempts_left: u32,
+}
+
+impl PendingRequest {
+    /// Whole seconds left, rounded up, at `now`.
+    pub fn seconds_left(&self, now: Instant) -> u64 {
+        let left = self.expires_at.saturating_duration_since(now);
+        left.as_secs() + u64::from(left.subsec_nanos() > 0)
+    }
+}
+
+/// The part of the screen that arrows and `j`/`k` act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    /// Pending pairing requests (only while there are some).
+    Requests,
+    /// The clients table.
+    Clients,
+    /// The event log.
+    Log,
+}
+
+/// A client the operator is asked to confirm revoking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeTarget {
+    /// Its id.
+    pub client_id: PeerId,
+    /// Its name.
+    pub name: String,
+}
+
+/// What has the keyboard.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// The main screen.
+    Normal,
+    /// "Revoke this client?"
+    Confirm(RevokeTarget),
+    /// Typing a notice.
+    Input(Input),
+    /// The list of keys.
+    Help,
+}
+
+/// Fixed facts the app starts with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Server name.
+    pub name: String,
+    /// Short server id.
+    pub server_short: String,
+    /// Whether to use colour (`false` for `NO_COLOR` or `--no-color`).
+    pub color: bool,
+    /// This machine's addresses, shown when the server listens on all of them.
+    pub local_addrs: Vec<IpAddr>,
+}
+
+/// The state of the full-screen interface.
+#[derive(Debug)]
+pub struct App {
+    /// Server name.
+    pub name: String,
+    /// Short server id.
+    pub server_short: String,
+    /// Colour or not.
+    pub color: bool,
+    /// Addresses shown for an unspecified bind address.
+    pub local_addrs: Vec<IpAddr>,
+    /// The bound address, once the listener is up.
+    pub listening: Option<SocketAddr>,
+    /// When the app started.
+    pub started: Instant,
+    /// The time as of the last tick.
+    pub clock: Clock,
+    /// Terminal size (columns, rows).
+    pub size: (u16, u16),
+    /// Pending requests, oldest first.
+    pub requests: Vec<PendingRequest>,
+    /// The request chosen in the list; `None` shows the newest.
+    pub chosen_request: Option<u64>,
+    /// Paired clients, sorted by name.
+    pub clients: Vec<ClientView>,
+    /// Index of the selected client.
+    pub selected: usize,
+    /// First client row shown.
+    pub offset: usize,
+    /// Event log, oldest first.
+    pub log: VecDeque<LogLine>,
+    /// Lines scrolled up from the newest; 0 follows new events.
+    pub log_scroll: usize,
+    /// Focused pane.
+    pub focus: Pane,
+    /// What has the keyboard.
+    pub mode: Mode,
+    clients_stale: bool,
+    last_refresh: Option<Instant>,
+}
+
+impl App {
+    /// A fresh app at `clock` on a terminal of `size`.
+    pub fn new(options: Options, clock: Clock, size: (u16, u16)) -> Self {
+        Self {
+            name: options.name,
+            server_short: options.server_short,
+            color: options.color,
+            local_addrs: options.local_addrs,
+            listening: None,
+            started: clock.instant,
+            clock,
+            size,
+            requests: Vec::new(),
+            chosen_request: None,
+            clients: Vec::new(),
+            selected: 0,
+            offset: 0,
+            log: VecDeque::new(),
+            log_scroll: 0,
+            focus: Pane::Clients,
+            mode: Mode::Normal,
+            clients_stale: true,
+            last_refresh: None,
+        }
+    }
+
+    /// Apply one message; the returned action is for the event loop to carry out.
+    pub fn update(&mut self, msg: Msg) -> Option<Action> {
+        match msg {
+            Msg::Key(key) if key.kind == KeyEventKind::Press => self.on_key(key),
+            Msg::Key(_) => None,
+            Msg::Resize(w, h) => {
+                self.size = (w, h);
+                self.keep_selection_visible();
+                self.clamp_log_scroll();
+                None
+            }
+            Msg::Tick(clock) => {
+                self.clock = clock;
+                let due = self
+                    .last_refresh
+                    .is_none_or(|t| clock.instant.saturating_duration_since(t) >= REFRESH_EVERY);
+                if self.clients_stale || due {
+                    self.clients_stale = false;
+                    self.last_refresh = Some(clock.instant);
+                    Some(Action::RefreshClients)
+                } else {
+                    None
+                }
+            }
+            Msg::Engine(event) => {
+                self.on_engine(event);
+                None
+            }
+            Msg::Clients(list) => {
+                self.set_clients(list);
+                None
+            }
+            Msg::Log(level, text) => {
+                self.push_log(level, text);
+                None
+            }
+        }
+    }
+
+    /// The request shown in the banner: the chosen one, or the newest.
+    pub fn banner_request(&self) -> Option<&PendingRequest> {
+        self.chosen_request
+            .and_then(|id| self.requests.iter().find(|r| r.request_id == id))
+            .or_else(|| self.requests.last())
+    }
+
+    /// Clients with at least one open session.
+    pub fn connected_count(&self) -> usize {
+        self.clients.iter().filter(|c| c.sessions > 0).count()
+    }
+
+    /// Key scopes active now, most specific first.
+    pub fn scopes(&self) -> Vec<Scope> {
+        match &self.mode {
+            Mode::Normal if self.focus == Pane::Clients => vec![Scope::Clients, Scope::Main],
+            Mode::Normal => vec![Scope::Main],
+            Mode::Confirm(_) => vec![Scope::Dialog],
+            Mode::Input(_) => vec![Scope::Input],
+            Mode::Help => vec![Scope::Help],
+        }
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let command = keymap::lookup(&self.scopes(), &key);
+        if command == Some(Command::Quit) {
+            return Some(Action::Quit);
+        }
+        match &mut self.mode {
+            Mode::Normal => command.and_then(|c| self.on_command(c)),
+            Mode::Help => {
+                if command == Some(Command::Cancel) {
+                    self.mode = Mode::Normal;
+                }
+                None
+            }
+            Mode::Confirm(target) => match command {
+                Some(Command::Confirm) => {
+                    let client_id = target.client_id.to_hex();
+                    self.mode = Mode::Normal;
+                    Some(Action::Revoke { client_id })
+                }
+                Some(Command::Cancel) => {
+                    self.mode = Mode::Normal;
+                    None
+                }
+                _ => None,
+            },
+            Mode::Input(input) => match command {
+                Some(Command::Confirm) => {
+                    let text = input.value().trim().to_string();
+                    self.mode = Mode::Normal;
+                    (!text.is_empty()).then_some(Action::Notify(text))
+                }
+                Some(Command::Cancel) => {
+                    self.mode = Mode::Normal;
+                    None
+                }
+                _ => {
+                    if let Some(req) =
+                        tui_input::backend::crossterm::to_input_request(&Event::Key(key))
+                    {
+                        input.handle(req);
+                    }
+                    None
+                }
+            },
+        }
+    }
+
+    fn on_command(&mut self, command: Command) -> Option<Action> {
+        match command {
+            Command::Help => self.mode = Mode::Help,
+            Command::Notice => self.mode = Mode::Input(Input::default()),
+            Command::NextPane => self.cycle_focus(true),
+            Command::PrevPane => self.cycle_focus(false),
+            Command::Revoke => {
+                if let Some(c) = self.clients.get(self.selected) {
+                    self.mode = Mode::Confirm(RevokeTarget {
+                        client_id: c.record.client_id,
+                        name: c.record.name.clone(),
+                    });
+                }
+            }
+            Command::Up => self.move_by(-1),
+            Command::Down => self.move_by(1),
+            Command::PageUp => self.move_by(-(self.page() as isize)),
+            Command::PageDown => self.move_by(self.page() as isize),
+            Command::Top => self.move_by(isize::MIN),
+            Command::Bottom => self.move_by(isize::MAX),
+            Command::Quit | Command::Confirm | Command::Cancel => {}
+        }
+        None
+    }
+
+    fn cycle_focus(&mut self, forward: bool) {
+        let mut order = vec![Pane::Clients, Pane::Log];
+        if !self.requests.is_empty() {
+            order.insert(0, Pane::Requests);
+        }
+        let at = order.iter().position(|p| *p == self.focus).unwrap_or(0);
+        let next = if forward {
+            (at + 1) % order.len()
+        } else {
+            (at + order.len() - 1) % order.len()
+        };
+        self.focus = order[next];
+    }
+
+    fn page(&self) -> usize {
+        let rows = match self.focus {
+            Pane::Log => crate::ui::log_rows(self),
+            _ => crate::ui::client_rows(self),
+        };
+        rows.max(1)
+    }
+
+    /// Move within the focused pane; `isize::MIN`/`MAX` go to the ends.
+    fn move_by(&mut self, delta: isize) {
+        match self.focus {
+            Pane::Clients => {
+                let last = self.clients.len().saturating_sub(1);
+                self.selected = self.selected.saturating_add_signed(delta).min(last);
+                self.keep_selection_visible();
+            }
+            Pane::Log => {
+                // Up in the log means further back, i.e. more scroll.
+                self.log_scroll = self
+                    .log_scroll
+                    .saturating_add_signed(delta.saturating_neg());
+                self.clamp_log_scroll();
+            }
+            Pane::Requests => {
+                if self.requests.is_empty() {
+                    return;
+                }
+                // The list shows the newest first: down goes to older requests.
+                let newest_first: Vec<u64> =
+                    self.requests.iter().rev().map(|r| r.request_id).collect();
+                let current = self
+                    .banner_request()
+                    .and_then(|r| newest_first.iter().position(|id| *id == r.request_id))
+                    .unwrap_or(0);
+                let to = current
+                    .saturating_add_signed(delta)
+                    .min(newest_first.len() - 1);
+                self.chosen_request = Some(newest_first[to]);
+            }
+        }
+    }
+
+    fn keep_selection_visible(&mut self) {
+        let rows = crate::ui::client_rows(self);
+        self.offset = crate::ui::scroll_into_view(self.offset, self.selected, rows);
+    }
+
+    fn clamp_log_scroll(&mut self) {
+        let rows = crate::ui::log_rows(self);
+        self.log_scroll = self.log_scroll.min(self.log.len().saturating_sub(rows));
+    }
+
+    fn set_clients(&mut self, mut list: Vec<ClientView>) {
+        let keep = self.clients.get(self.selected).map(|c| c.record.client_id);
+        // Cached keys: one lowercase copy per client, not two per comparison.
+        list.sort_by_cached_key(|c| (c.record.name.to_lowercase(), c.record.client_id));
+        self.clients = list;
+        self.selected = keep
+            .and_then(|id| self.clients.iter().position(|c| c.record.client_id == id))
+            .unwrap_or(self.selected)
+            .min(self.clients.len().saturating_sub(1));
+        if let Mode::Confirm(target) = &self.mode
+            && !self
+                .clients
+                .iter()
+                .any(|c| c.record.client_id == target.client_id)
+        {
+            // Revoked meanwhile (e.g. by `server-tui forget`): nothing left to confirm.
+            self.mode = Mode::Normal;
+        }
+        self.keep_selection_visible();
+    }
+
+    fn on_engine(&mut self, event: ServerEvent) {
+        let level = match &event {
+            ServerEvent::Paired { .. } | ServerEvent::Connected { .. } => Level::Good,
+            ServerEvent::PairFailed { .. }
+            | ServerEvent::AuthFailed { .. }
+            | ServerEvent::Revoked { .. }
+            | ServerEvent::Warning { .. } => Level::Warn,
+            ServerEvent::Request { ok: false, .. } => Level::Warn,
+            _ => Level::Info,
+        };
+        // The same words as the headless output; the pair request's second line carries the
+        // code in plain text, once, so it can be copied.
+        for line in crate::headless::describe(&event).lines() {
+            self.push_log(level, line.to_string());
+        }
+        match event {
+            ServerEvent::Listening { addr, .. } => self.listening = Some(addr),
+            ServerEvent::PairRequest {
+                request_id,
+                client_name,
+                client_addr,
+                client_short,
+                code,
+                expires_in_s,
+                attempts_left,
+                ..
+            } => {
+                self.requests.push(PendingRequest {
+                    request_id,
+                    client_name,
+                    client_addr,
+                    client_short,
+                    code,
+                    expires_at: self.clock.instant + Duration::from_secs(expires_in_s),
+                    attempts_left,
+                });
+                // The newest goes into the banner.
+                self.chosen_request = None;
+            }
+            ServerEvent::PairFailed {
+                request_id: Some(id),
+                attempts_left,
+                ..
+            } => {
+                if let Some(r) = self.requests.iter_mut().find(|r| r.request_id == id) {
+                    r.attempts_left = attempts_left;
+                }
+            }
+            ServerEvent::PairClosed { request_id, .. } => self.remove_request(request_id),
+            ServerEvent::Paired { request_id, .. } => {
+                self.remove_request(request_id);
+                self.clients_stale = true;
+            }
+            ServerEvent::Connected { .. }
+            | ServerEvent::Disconnected { .. }
+            | ServerEvent::Revoked { .. }
+            | ServerEvent::Request { .. } => self.clients_stale = true,
+            ServerEvent::PairFailed { .. }
+            | ServerEvent::AuthFailed { .. }
+            | ServerEvent::NoticeSent { .. }
+            | ServerEvent::Warning { .. } => {}
+        }
+    }
+
+    fn remove_request(&mut self, request_id: u64) {
+        self.requests.retain(|r| r.request_id != request_id);
+        if self.chosen_request == Some(request_id) {
+            self.chosen_request = None;
+        }
+        if self.requests.is_empty() && self.focus == Pane::Requests {
+            self.focus = Pane::Clients;
+        }
+    }
+
+    fn push_log(&mut self, level: Level, text: String) {
+        if self.log.len() == LOG_CAPACITY {
+            self.log.pop_front();
+        }
+        self.log.push_back(LogLine {
+            unix: self.clock.unix,
+            level,
+            text,
+        });
+        if self.log_scroll > 0 {
+            // Someone is reading back: keep their lines where they are.
+            self.log_scroll += 1;
+            self.clamp_log_scroll();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

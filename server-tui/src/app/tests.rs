@@ -1,0 +1,334 @@
+//! `App::update` alone: engine events and keys in, state and actions out.
+
+use crossterm::event::KeyCode;
+use csc_shared::message::PairFailure;
+use csc_shared::server::ServerEvent;
+
+use super::*;
+use crate::test_support::*;
+
+fn three_clients(app: &mut App) {
+    app.update(Msg::Clients(vec![
+        client("zebra", 3, 0, 0),
+        client("alpha", 1, 1, 12),
+        client("mike", 2, 0, 4),
+    ]));
+}
+
+#[test]
+fn a_pair_request_arrives_counts_down_and_fails_attempts() {
+    let (mut app, start) = app(80, 24, true);
+    assert!(app.banner_request().is_none());
+    app.update(Msg::Engine(pair_request(7, "kiosk-1", 9, "122077")));
+    let req = app.banner_request().expect("the request is in the banner");
+    assert_eq!(req.code, "122077");
+    assert_eq!(req.client_name, "kiosk-1");
+    assert_eq!(req.seconds_left(app.clock.instant), 120);
+    // The code is printed once in plain text in the log, as the headless output does.
+    let with_code: Vec<_> = app
+        .log
+        .iter()
+        .filter(|l| l.text.contains("122077"))
+        .collect();
+    assert_eq!(with_code.len(), 1, "{:?}", app.log);
+    assert!(with_code[0].text.starts_with("pairing code for kiosk-1"));
+
+    app.update(Msg::Tick(clock_at(start, 6)));
+    assert_eq!(
+        app.banner_request()
+            .unwrap()
+            .seconds_left(app.clock.instant),
+        114
+    );
+
+    app.update(Msg::Engine(ServerEvent::PairFailed {
+        request_id: Some(7),
+        client_name: "kiosk-1".into(),
+        client_addr: addr(9, 51_234),
+        client_id: peer(9),
+        reason: PairFailure::WrongCode,
+        attempts_left: 4,
+    }));
+    assert_eq!(app.banner_request().unwrap().attempts_left, 4);
+    let last = app.log.back().unwrap();
+    assert!(last.text.contains("wrong code"), "{last:?}");
+    assert_eq!(last.level, Level::Warn);
+}
+
+#[test]
+fn an_expired_request_leaves_the_banner() {
+    let (mut app, _) = app(80, 24, true);
+    app.update(Msg::Engine(pair_request(1, "old", 1, "111111")));
+    app.update(Msg::Engine(pair_request(2, "new", 2, "222222")));
+    assert_eq!(app.banner_request().unwrap().code, "222222", "newest first");
+    app.update(Msg::Engine(ServerEvent::PairClosed {
+        request_id: 2,
+        reason: "expired".into(),
+    }));
+    assert_eq!(app.banner_request().unwrap().code, "111111");
+    app.update(Msg::Engine(ServerEvent::PairClosed {
+        request_id: 1,
+        reason: "expired".into(),
+    }));
+    assert!(app.banner_request().is_none());
+    assert!(app.requests.is_empty());
+    assert!(app.log.back().unwrap().text.contains("expired"));
+}
+
+#[test]
+fn a_successful_pairing_removes_the_request_and_refreshes_clients() {
+    let (mut app, start) = app(80, 24, true);
+    app.update(Msg::Tick(clock_at(start, 0)));
+    app.update(Msg::Engine(pair_request(3, "kiosk-1", 9, "122077")));
+    app.update(Msg::Engine(ServerEvent::Paired {
+        request_id: 3,
+        client_name: "kiosk-1".into(),
+        client_addr: addr(9, 51_234),
+        client_id: peer(9),
+    }));
+    assert!(app.requests.is_empty());
+    assert!(app.log.back().unwrap().text.starts_with("paired kiosk-1"));
+    assert_eq!(app.log.back().unwrap().level, Level::Good);
+    // The next tick asks for the client list at once, not a second later.
+    assert_eq!(
+        app.update(Msg::Tick(clock_at(start, 0))),
+        Some(Action::RefreshClients)
+    );
+    app.update(Msg::Clients(vec![client("kiosk-1", 9, 0, 0)]));
+    assert_eq!(app.clients.len(), 1);
+    assert_eq!(app.update(Msg::Tick(clock_at(start, 0))), None);
+}
+
+#[test]
+fn other_requests_can_be_chosen() {
+    let (mut app, _) = app(80, 24, true);
+    for (id, code) in [(1, "111111"), (2, "222222"), (3, "333333")] {
+        app.update(Msg::Engine(pair_request(id, "c", id as u8, code)));
+    }
+    app.update(key(KeyCode::BackTab));
+    assert_eq!(app.focus, Pane::Requests);
+    app.update(ch('j'));
+    assert_eq!(app.banner_request().unwrap().code, "222222");
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    assert_eq!(
+        app.banner_request().unwrap().code,
+        "111111",
+        "stops at the oldest"
+    );
+    app.update(ch('k'));
+    assert_eq!(app.banner_request().unwrap().code, "222222");
+    // A new request takes the banner.
+    app.update(Msg::Engine(pair_request(4, "d", 4, "444444")));
+    assert_eq!(app.banner_request().unwrap().code, "444444");
+}
+
+#[test]
+fn revoke_with_confirm_returns_the_action() {
+    let (mut app, _) = app(80, 24, true);
+    three_clients(&mut app);
+    assert_eq!(app.clients[0].record.name, "alpha", "sorted by name");
+    app.update(ch('j'));
+    assert_eq!(app.selected, 1);
+    assert_eq!(app.update(ch('x')), None);
+    match &app.mode {
+        Mode::Confirm(t) => assert_eq!(t.name, "mike"),
+        other => panic!("expected the confirmation, got {other:?}"),
+    }
+    // While the dialog is open, `x`, `q` and arrows do nothing.
+    assert_eq!(app.update(ch('x')), None);
+    assert_eq!(app.update(ch('q')), None);
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+    assert_eq!(
+        app.update(ch('y')),
+        Some(Action::Revoke {
+            client_id: peer(2).to_hex()
+        })
+    );
+    assert!(matches!(app.mode, Mode::Normal));
+
+    // Delete and Enter work too.
+    app.update(key(KeyCode::Delete));
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        Some(Action::Revoke {
+            client_id: peer(2).to_hex()
+        })
+    );
+}
+
+#[test]
+fn revoke_with_cancel_returns_nothing() {
+    let (mut app, _) = app(80, 24, true);
+    three_clients(&mut app);
+    app.update(ch('x'));
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+    assert_eq!(app.update(key(KeyCode::Esc)), None);
+    assert!(matches!(app.mode, Mode::Normal));
+    app.update(ch('x'));
+    assert_eq!(app.update(ch('n')), None);
+    assert!(matches!(app.mode, Mode::Normal));
+    assert_eq!(app.clients.len(), 3);
+}
+
+#[test]
+fn revoke_needs_the_clients_pane_and_a_client() {
+    let (mut app, _) = app(80, 24, true);
+    app.update(ch('x'));
+    assert!(matches!(app.mode, Mode::Normal), "no clients, no dialog");
+    three_clients(&mut app);
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Log);
+    app.update(ch('x'));
+    assert!(
+        matches!(app.mode, Mode::Normal),
+        "x is for the clients table"
+    );
+}
+
+#[test]
+fn quit_while_typing_types_q_and_ctrl_c_quits() {
+    let (mut app, _) = app(80, 24, true);
+    assert_eq!(app.update(ch('n')), None);
+    assert!(matches!(app.mode, Mode::Input(_)));
+    for c in "quiet please".chars() {
+        assert_eq!(app.update(ch(c)), None, "{c:?} is typed");
+    }
+    match &app.mode {
+        Mode::Input(i) => assert_eq!(i.value(), "quiet please"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(app.update(ctrl('c')), Some(Action::Quit));
+}
+
+#[test]
+fn a_notice_is_sent_with_enter_and_dropped_with_esc() {
+    let (mut app, _) = app(80, 24, true);
+    app.update(ch('n'));
+    for c in " back in 5 ".chars() {
+        app.update(ch(c));
+    }
+    app.update(key(KeyCode::Backspace));
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        Some(Action::Notify("back in".into())),
+        "trimmed"
+    );
+    assert!(matches!(app.mode, Mode::Normal));
+    app.update(ch('n'));
+    app.update(ch('x'));
+    assert_eq!(app.update(key(KeyCode::Esc)), None);
+    assert!(matches!(app.mode, Mode::Normal));
+    app.update(ch('n'));
+    assert_eq!(app.update(key(KeyCode::Enter)), None, "nothing typed");
+}
+
+#[test]
+fn q_quits_and_help_opens_and_closes() {
+    let (mut app, _) = app(80, 24, true);
+    app.update(ch('?'));
+    assert!(matches!(app.mode, Mode::Help));
+    app.update(key(KeyCode::Esc));
+    assert!(matches!(app.mode, Mode::Normal));
+    assert_eq!(app.update(ch('q')), Some(Action::Quit));
+    assert_eq!(app.update(ctrl('c')), Some(Action::Quit));
+}
+
+#[test]
+fn only_key_presses_count() {
+    let (mut app, _) = app(80, 24, true);
+    assert_eq!(app.update(release('q')), None);
+    assert_eq!(app.update(release('n')), None);
+    assert!(matches!(app.mode, Mode::Normal));
+}
+
+#[test]
+fn selection_scrolls_and_follows_its_client_across_refreshes() {
+    let (mut app, _) = app(80, 24, true);
+    let many: Vec<_> = (0..200u8)
+        .map(|i| client(&format!("c{i:03}"), i, 0, 0))
+        .collect();
+    app.update(Msg::Clients(many.clone()));
+    let rows = crate::ui::client_rows(&app);
+    assert!((3..20).contains(&rows), "{rows}");
+    for _ in 0..rows + 2 {
+        app.update(ch('j'));
+    }
+    assert_eq!(app.selected, rows + 2);
+    assert_eq!(app.offset, 3, "scrolled just enough");
+    app.update(key(KeyCode::End));
+    assert_eq!(app.selected, 199);
+    app.update(key(KeyCode::PageUp));
+    assert_eq!(app.selected, 199 - rows);
+    let chosen = app.clients[app.selected].record.client_id;
+    // A new client sorting first moves everything down; the selection stays on its client.
+    let mut more = many;
+    more.push(client("a-first", 250, 0, 0));
+    app.update(Msg::Clients(more));
+    assert_eq!(app.clients[app.selected].record.client_id, chosen);
+    app.update(ch('g'));
+    assert_eq!((app.selected, app.offset), (0, 0));
+}
+
+#[test]
+fn the_log_is_bounded_and_scrolls() {
+    let (mut app, _) = app(80, 24, true);
+    for i in 0..LOG_CAPACITY + 50 {
+        app.update(Msg::Log(Level::Info, format!("line {i}")));
+    }
+    assert_eq!(app.log.len(), LOG_CAPACITY);
+    assert_eq!(
+        app.log.back().unwrap().text,
+        format!("line {}", LOG_CAPACITY + 49)
+    );
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Log);
+    app.update(ch('k'));
+    app.update(ch('k'));
+    assert_eq!(app.log_scroll, 2);
+    // New lines keep the reader's place.
+    app.update(Msg::Log(Level::Info, "new".into()));
+    assert_eq!(app.log_scroll, 3);
+    app.update(key(KeyCode::End));
+    assert_eq!(app.log_scroll, 0);
+    app.update(key(KeyCode::Home));
+    assert_eq!(app.log_scroll, LOG_CAPACITY - crate::ui::log_rows(&app));
+}
+
+#[test]
+fn ticks_refresh_clients_once_a_second() {
+    let (mut app, start) = app(80, 24, true);
+    assert_eq!(
+        app.update(Msg::Tick(clock_at(start, 0))),
+        Some(Action::RefreshClients),
+        "the first tick reads the list"
+    );
+    assert_eq!(app.update(Msg::Tick(clock_at(start, 0))), None);
+    assert_eq!(
+        app.update(Msg::Tick(clock_at(start, 1))),
+        Some(Action::RefreshClients)
+    );
+    app.update(Msg::Engine(ServerEvent::Connected {
+        session_id: 1,
+        client_name: "a".into(),
+        client_addr: addr(1, 1),
+        client_id: peer(1),
+    }));
+    assert_eq!(
+        app.update(Msg::Tick(clock_at(start, 1))),
+        Some(Action::RefreshClients),
+        "a connection makes the list stale"
+    );
+}
+
+#[test]
+fn a_client_revoked_elsewhere_closes_its_confirmation() {
+    let (mut app, _) = app(80, 24, true);
+    three_clients(&mut app);
+    app.update(ch('x'));
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+    app.update(Msg::Clients(vec![client("zebra", 3, 0, 0)]));
+    assert!(matches!(app.mode, Mode::Normal));
+    assert_eq!(app.selected, 0);
+}

@@ -1,0 +1,107 @@
+//! Builders for unit tests: engine events, client views and keys made directly, without a
+//! server.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use csc_shared::identity::PeerId;
+use csc_shared::server::{ClientView, ServerEvent};
+use csc_shared::state::ClientRecord;
+
+use crate::app::{App, Clock, Msg, Options};
+
+/// A fixed wall-clock time for tests: 2025-01-01 12:00:00 UTC.
+pub const NOW_UNIX: u64 = 1_735_732_800;
+
+pub fn clock_at(start: Instant, secs: u64) -> Clock {
+    Clock {
+        instant: start + Duration::from_secs(secs),
+        unix: NOW_UNIX + secs,
+    }
+}
+
+pub fn peer(n: u8) -> PeerId {
+    let mut b = [n; 32];
+    b[1] = 0xA5;
+    PeerId(b)
+}
+
+pub fn addr(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, last], port))
+}
+
+pub fn client(name: &str, n: u8, sessions: usize, tasks_run: u64) -> ClientView {
+    ClientView {
+        record: ClientRecord {
+            client_id: peer(n),
+            name: name.to_string(),
+            paired_at: NOW_UNIX - 3 * 86_400,
+            pairing_id: format!("p{n}"),
+            last_seen: NOW_UNIX - 300,
+            last_addr: Some(addr(n, 51_000 + u16::from(n))),
+        },
+        sessions,
+        tasks_run,
+    }
+}
+
+pub fn listening() -> ServerEvent {
+    ServerEvent::Listening {
+        addr: SocketAddr::from(([0, 0, 0, 0], 47474)),
+        port: 47474,
+        server_id: peer(0xEE),
+        server_short: peer(0xEE).short(),
+        name: "kitchen-pc".into(),
+    }
+}
+
+pub fn pair_request(request_id: u64, name: &str, n: u8, code: &str) -> ServerEvent {
+    ServerEvent::PairRequest {
+        request_id,
+        client_name: name.into(),
+        client_addr: addr(n, 51_234),
+        client_id: peer(n),
+        client_short: peer(n).short(),
+        code: code.into(),
+        expires_in_s: 120,
+        attempts_left: 5,
+    }
+}
+
+pub fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+pub fn ch(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+pub fn ctrl(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+pub fn release(c: char) -> Msg {
+    Msg::Key(KeyEvent::new_with_kind(
+        KeyCode::Char(c),
+        KeyModifiers::NONE,
+        KeyEventKind::Release,
+    ))
+}
+
+/// An app on a `w`×`h` terminal, at [`NOW_UNIX`], with the listener up.
+pub fn app(w: u16, h: u16, color: bool) -> (App, Instant) {
+    let start = Instant::now();
+    let mut app = App::new(
+        Options {
+            name: "kitchen-pc".into(),
+            server_short: peer(0xEE).short(),
+            color,
+            local_addrs: vec!["192.168.1.5".parse().unwrap()],
+        },
+        clock_at(start, 0),
+        (w, h),
+    );
+    app.update(Msg::Engine(listening()));
+    (app, start)
+}

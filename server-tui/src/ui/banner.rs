@@ -1,0 +1,204 @@
+//! The pairing banner: the code of the chosen (by default the newest) request in big digits,
+//! who asks, the countdown and the attempts left, and the list of every waiting request. When
+//! nothing waits, how to pair. Big digits shrink with the room, down to plain bold text.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Widget};
+use tui_big_text::{BigText, PixelSize};
+
+use super::{Theme, addresses, countdown, grouped};
+use crate::app::{App, Pane, PendingRequest};
+
+/// Big-text sizes from largest to smallest, with the cells one glyph takes (columns, rows).
+const SIZES: [(PixelSize, u16, u16); 3] = [
+    (PixelSize::Full, 8, 8),
+    (PixelSize::HalfHeight, 8, 4),
+    (PixelSize::Quadrant, 4, 4),
+];
+
+pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
+    if area.is_empty() {
+        return;
+    }
+    match (app.banner_request(), compact) {
+        (Some(req), true) => compact_request(app, req, theme, area, buf),
+        (Some(req), false) => full_request(app, req, theme, area, buf),
+        (None, true) => {
+            let lines = vec![
+                Line::styled("No pairing request.", theme.dim()),
+                Line::from(vec![
+                    Span::raw("To pair: "),
+                    Span::styled("client-tui pair", theme.title()),
+                ]),
+            ];
+            Paragraph::new(lines).render(area, buf);
+        }
+        (None, false) => idle(app, theme, area, buf),
+    }
+}
+
+fn idle(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let block = Block::bordered()
+        .title(Span::styled(" Pairing ", theme.title()))
+        .border_style(theme.border());
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let mut second = vec![
+        Span::raw(" "),
+        Span::styled("client-tui pair", theme.title()),
+    ];
+    if let (Some(ip), Some(addr)) = (addresses(app).first(), app.listening) {
+        second.push(Span::styled(
+            format!(
+                "   (or: client-tui pair --server {})",
+                host_port(*ip, addr.port())
+            ),
+            theme.dim(),
+        ));
+    }
+    let lines = vec![
+        Line::from(" No pairing request waiting. To pair, run the client on the same network:"),
+        Line::from(second),
+    ];
+    Paragraph::new(lines).render(inner, buf);
+}
+
+fn host_port(ip: std::net::IpAddr, port: u16) -> String {
+    let port = (port != csc_shared::DEFAULT_PORT).then(|| port.to_string());
+    match (ip, port) {
+        (std::net::IpAddr::V6(v6), Some(p)) => format!("[{v6}]:{p}"),
+        (ip, Some(p)) => format!("{ip}:{p}"),
+        (ip, None) => ip.to_string(),
+    }
+}
+
+fn compact_request(app: &App, req: &PendingRequest, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let left = countdown(req.seconds_left(app.clock.instant));
+    let others = app.requests.len() - 1;
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled("CODE ", theme.dim()),
+            Span::styled(grouped(&req.code), theme.code()),
+            Span::raw(format!("  {left}")),
+        ]),
+        Line::from(format!(
+            "{} · {} tries left",
+            req.client_name, req.attempts_left
+        )),
+    ];
+    let mut third = format!("{} {}", req.client_addr.ip(), req.client_short);
+    if others > 0 {
+        let at = (app.requests.iter().rev())
+            .position(|r| r.request_id == req.request_id)
+            .unwrap_or(0);
+        third.push_str(&format!(" · {} of {}", at + 1, others + 1));
+    }
+    lines.push(Line::styled(third, theme.dim()));
+    Paragraph::new(lines).render(area, buf);
+}
+
+fn full_request(app: &App, req: &PendingRequest, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let block = Block::bordered()
+        .title(Span::styled(" Pairing request ", theme.title()))
+        .border_style(theme.border());
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.is_empty() {
+        return;
+    }
+    let list_width = match inner.width {
+        w if w >= 74 => (w - 57).min(30),
+        w if w >= 46 => (w - 29).min(24),
+        _ => 0,
+    };
+    // The list sits beside the big digits; the two info lines below use the whole width.
+    let [top, info_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(2)]).areas(inner);
+    let [code_area, right] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(list_width)]).areas(top);
+
+    let text = grouped(&req.code);
+    let glyphs = text.chars().count() as u16;
+    let size = SIZES
+        .iter()
+        .find(|(_, w, h)| glyphs * w <= code_area.width && *h <= code_area.height);
+    match size {
+        Some((pixel, _, h)) => {
+            // Centre vertically; BigText centres horizontally.
+            let y = code_area.y + (code_area.height - h) / 2;
+            let rect = Rect::new(code_area.x, y, code_area.width, *h);
+            BigText::builder()
+                .pixel_size(*pixel)
+                .style(theme.code())
+                .lines(vec![Line::from(text.clone())])
+                .centered()
+                .build()
+                .render(rect, buf);
+        }
+        None => {
+            let y = code_area.y + code_area.height.saturating_sub(1) / 2;
+            let rect = Rect::new(code_area.x, y, code_area.width, 1.min(code_area.height));
+            Paragraph::new(Line::styled(text.clone(), theme.code()))
+                .alignment(Alignment::Center)
+                .render(rect, buf);
+        }
+    }
+
+    let left_s = req.seconds_left(app.clock.instant);
+    let info = vec![
+        Line::from(vec![
+            Span::raw(" Code "),
+            Span::styled(text, theme.code()),
+            Span::raw(" for "),
+            Span::styled(req.client_name.clone(), theme.title()),
+            Span::raw(format!(" ({}, id {})", req.client_addr, req.client_short)),
+        ]),
+        Line::from(vec![
+            Span::raw(" expires in "),
+            Span::styled(countdown(left_s), theme.warn()),
+            Span::raw(format!(" · {} attempts left", req.attempts_left)),
+        ]),
+    ];
+    Paragraph::new(info).render(info_area, buf);
+
+    if !right.is_empty() {
+        request_list(app, req.request_id, theme, right, buf);
+    }
+}
+
+fn request_list(app: &App, shown: u64, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let focused = app.focus == Pane::Requests;
+    let title_style = if focused {
+        theme.focused_title()
+    } else {
+        theme.header()
+    };
+    let mut lines = vec![Line::styled(
+        format!("Waiting ({})", app.requests.len()),
+        title_style,
+    )];
+    let rows = area.height.saturating_sub(1) as usize;
+    let newest_first: Vec<&PendingRequest> = app.requests.iter().rev().collect();
+    let at = newest_first
+        .iter()
+        .position(|r| r.request_id == shown)
+        .unwrap_or(0);
+    let offset = super::scroll_into_view(0, at, rows);
+    for r in newest_first.iter().skip(offset).take(rows) {
+        let mark = if r.request_id == shown { "▶ " } else { "  " };
+        let left = countdown(r.seconds_left(app.clock.instant));
+        let width = area.width as usize;
+        let name_width = width.saturating_sub(2 + left.len() + 1);
+        let name: String = r.client_name.chars().take(name_width).collect();
+        let text = format!("{mark}{name:<name_width$} {left}");
+        let style = if r.request_id == shown {
+            theme.selected(focused)
+        } else {
+            theme.text()
+        };
+        lines.push(Line::styled(text, style));
+    }
+    Paragraph::new(lines).render(area, buf);
+}

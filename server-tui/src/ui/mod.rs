@@ -1,0 +1,286 @@
+//! Drawing: a pure function of [`App`]. Nothing here changes state or does I/O, so the same
+//! state always gives the same screen, and tests render into a `TestBackend`.
+//!
+//! Owns: the layout (full above 60×20, compact down to 40×12, a "terminal too small" notice
+//! below), and the split of the screen into header, pairing banner, clients table, event log
+//! and footer. The layout functions are shared with `App::update`, which needs the number of
+//! visible rows to scroll and page.
+
+mod banner;
+mod clients;
+mod log;
+mod popup;
+mod theme;
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget};
+
+use crate::app::{App, Mode};
+use crate::keymap;
+pub use theme::Theme;
+
+/// Smallest terminal that gets the (compact) interface.
+pub const MIN_WIDTH: u16 = 40;
+/// Smallest terminal that gets the (compact) interface.
+pub const MIN_HEIGHT: u16 = 12;
+/// From this size on, the full layout with the big banner.
+const FULL_WIDTH: u16 = 60;
+const FULL_HEIGHT: u16 = 20;
+
+/// Where each part goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    /// Server name, id, addresses, counts, uptime.
+    pub header: Rect,
+    /// Pairing code or how to pair.
+    pub banner: Rect,
+    /// Clients table, borders included.
+    pub clients: Rect,
+    /// Event log, borders included (zero height when there is no room).
+    pub log: Rect,
+    /// Key hints.
+    pub footer: Rect,
+    /// Whether this is the compact layout.
+    pub compact: bool,
+}
+
+/// The layout of `area` for `app`, or `None` when the terminal is too small.
+pub fn areas(area: Rect, app: &App) -> Option<Areas> {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        return None;
+    }
+    let compact = area.width < FULL_WIDTH || area.height < FULL_HEIGHT;
+    let pending = !app.requests.is_empty();
+    let (header, banner) = match (compact, pending) {
+        (true, true) => (1, 3),
+        (true, false) => (1, 2),
+        (false, true) if area.height >= 36 => (2, 12),
+        (false, true) => (2, 8),
+        (false, false) => (2, 4),
+    };
+    let body = if compact && area.height < 16 {
+        [Constraint::Fill(1), Constraint::Length(0)]
+    } else {
+        [Constraint::Fill(1), Constraint::Fill(1)]
+    };
+    let [header, banner, clients, log, footer] = Layout::vertical([
+        Constraint::Length(header),
+        Constraint::Length(banner),
+        body[0],
+        body[1],
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    Some(Areas {
+        header,
+        banner,
+        clients,
+        log,
+        footer,
+        compact,
+    })
+}
+
+fn screen(app: &App) -> Rect {
+    Rect::new(0, 0, app.size.0, app.size.1)
+}
+
+/// Client rows visible on `app`'s terminal (at least 1, for paging maths).
+pub fn client_rows(app: &App) -> usize {
+    areas(screen(app), app)
+        .map(|a| clients::body_rows(a.clients, a.compact))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Log lines visible on `app`'s terminal.
+pub fn log_rows(app: &App) -> usize {
+    areas(screen(app), app)
+        .map(|a| log::body_rows(a.log))
+        .unwrap_or(0)
+}
+
+/// The first row to show so that `selected` is among `rows` rows, moving `offset` as little as
+/// possible.
+pub fn scroll_into_view(offset: usize, selected: usize, rows: usize) -> usize {
+    let rows = rows.max(1);
+    if selected < offset {
+        selected
+    } else if selected >= offset + rows {
+        selected + 1 - rows
+    } else {
+        offset
+    }
+}
+
+/// Draw `app` on `frame`, with the cursor in the notice input when it is open.
+pub fn draw(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    frame.render_widget(app, area);
+    if let Mode::Input(input) = &app.mode
+        && let Some((x, y)) = popup::input_cursor(area, input)
+    {
+        frame.set_cursor_position((x, y));
+    }
+}
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if area.is_empty() {
+            return;
+        }
+        let theme = Theme::new(self.color);
+        let Some(a) = areas(area, self) else {
+            too_small(area, buf);
+            return;
+        };
+        header(self, theme, a.header, a.compact, buf);
+        banner::render(self, theme, a.banner, a.compact, buf);
+        clients::render(self, theme, a.clients, a.compact, buf);
+        log::render(self, theme, a.log, buf);
+        footer(self, theme, a.footer, buf);
+        match &self.mode {
+            Mode::Normal => {}
+            Mode::Help => popup::help(theme, area, buf),
+            Mode::Confirm(target) => popup::confirm(target, theme, area, buf),
+            Mode::Input(input) => popup::input(input, self.clients.len(), theme, area, buf),
+        }
+    }
+}
+
+fn too_small(area: Rect, buf: &mut Buffer) {
+    let lines = vec![
+        Line::from("Terminal too small"),
+        Line::from(format!(
+            "need {MIN_WIDTH}×{MIN_HEIGHT}, have {}×{}",
+            area.width, area.height
+        )),
+    ];
+    let y = area.y + area.height.saturating_sub(2) / 2;
+    let rect = Rect::new(area.x, y, area.width, 2.min(area.height));
+    Paragraph::new(lines)
+        .alignment(Alignment::Center)
+        .render(rect, buf);
+}
+
+fn header(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
+    let paired = app.clients.len();
+    let connected = app.connected_count();
+    let uptime = format!(
+        "up {} ",
+        uptime(app.clock.instant.saturating_duration_since(app.started))
+    );
+    if compact {
+        let line = Line::from(vec![
+            Span::styled(format!("{} ", app.name), theme.title()),
+            Span::styled(app.server_short.clone(), theme.dim()),
+            Span::raw(format!(" · {paired} paired, {connected} on")),
+        ]);
+        Paragraph::new(line).render(area, buf);
+        return;
+    }
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+    let name = Line::from(vec![
+        Span::styled(format!(" {} ", app.name), theme.title()),
+        Span::styled(format!(" id {}", app.server_short), theme.dim()),
+    ]);
+    Paragraph::new(name).render(top, buf);
+    Paragraph::new(Line::from(uptime))
+        .alignment(Alignment::Right)
+        .render(top, buf);
+    let place = match app.listening {
+        Some(addr) => format!(
+            "listening on {} port {}",
+            addresses(app)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            addr.port()
+        ),
+        None => "starting…".into(),
+    };
+    let second = Line::from(vec![
+        Span::raw(format!(" {place} · ")),
+        Span::styled(format!("{paired} paired"), theme.text()),
+        Span::raw(", "),
+        Span::styled(format!("{connected} connected"), theme.good()),
+    ]);
+    Paragraph::new(second).render(bottom, buf);
+}
+
+/// The addresses clients can use: this machine's, when the server listens on all of them.
+pub fn addresses(app: &App) -> Vec<std::net::IpAddr> {
+    match app.listening {
+        Some(addr) if addr.ip().is_unspecified() && !app.local_addrs.is_empty() => {
+            app.local_addrs.clone()
+        }
+        Some(addr) => vec![addr.ip()],
+        None => Vec::new(),
+    }
+}
+
+fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let mut spans = vec![Span::raw(" ")];
+    let mut used = 1usize;
+    for (key, word) in keymap::hints(&app.scopes()) {
+        let width = key.chars().count() + word.chars().count() + 3;
+        if used + width > area.width as usize {
+            break;
+        }
+        used += width;
+        spans.push(Span::styled(key, theme.key()));
+        spans.push(Span::raw(format!(" {word}  ")));
+    }
+    Paragraph::new(Line::from(spans)).render(area, buf);
+}
+
+/// `1h 02m`, `5m 03s`, `12s`.
+pub fn uptime(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// `12s ago`, `5m ago`, `3h ago`, `2d ago`; `never` for 0.
+pub fn ago(now: u64, ts: u64) -> String {
+    if ts == 0 {
+        return "never".into();
+    }
+    let s = now.saturating_sub(ts);
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+/// A six-digit code as `123 456`, for reading aloud and typing.
+pub fn grouped(code: &str) -> String {
+    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{} {}", &code[..3], &code[3..])
+    } else {
+        code.to_string()
+    }
+}
+
+/// Seconds as `1:54`.
+pub fn countdown(secs: u64) -> String {
+    if secs == 0 {
+        "expired".into()
+    } else {
+        format!("{}:{:02}", secs / 60, secs % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests;
