@@ -26,6 +26,8 @@ pub struct Cli {
     pub json: bool,
     #[command(flatten)]
     pub target: Target,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -44,11 +46,50 @@ pub struct Target {
     pub server_name: Option<String>,
 }
 
+/// How to look for servers. Giving `--subnet` limits every probe to those subnets (and turns
+/// off mDNS and the limited broadcast).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DiscoveryArgs {
+    /// Subnet to search (repeatable), e.g. 192.168.1.0/24; default: every local interface,
+    /// each capped to a /22 around its address.
+    #[arg(long = "subnet", global = true, value_name = "CIDR", value_parser = parse_subnet)]
+    pub subnets: Vec<ipnet::Ipv4Net>,
+    /// TCP connect timeout per host, in milliseconds.
+    #[arg(long, global = true, default_value_t = 300, value_name = "N")]
+    pub timeout_ms: u64,
+    /// Connection attempts in flight at once during the sweep.
+    #[arg(long, global = true, default_value_t = csc_shared::discovery::DiscoveryOptions::default().concurrency, value_name = "N")]
+    pub concurrency: usize,
+    /// New hosts started per 3 seconds at most (0: three quarters of the kernel's
+    /// neighbour-table limit, so no host is lost to a full ARP table).
+    #[arg(long, global = true, default_value_t = 0, value_name = "N")]
+    pub per_window: usize,
+    /// Hosts swept at most, over all subnets.
+    #[arg(long, global = true, default_value_t = 4096, value_name = "N")]
+    pub max_hosts: usize,
+    /// Do not send UDP broadcast probes.
+    #[arg(long, global = true)]
+    pub no_broadcast: bool,
+    /// Do not browse mDNS.
+    #[arg(long, global = true)]
+    pub no_mdns: bool,
+    /// Do not sweep subnets with TCP connects.
+    #[arg(long, global = true)]
+    pub no_scan: bool,
+}
+
+fn parse_subnet(text: &str) -> Result<ipnet::Ipv4Net, String> {
+    csc_shared::discovery::net::parse_subnet(text)
+}
+
 /// Subcommands. Without one, the client connects (pairing first if needed) and runs tasks
 /// read line by line from stdin.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Pair with a server; the code shown on the server is read from stdin.
+    /// Search the network for servers and list them.
+    Scan,
+    /// Pair with a server (found by discovery unless --server is given); the code shown on
+    /// the server is read from stdin.
     Pair,
     /// Run one task on a paired server and print the reply.
     Send {

@@ -5,14 +5,15 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use csc_shared::client::{Client, ClientError, Session, SessionEvent};
+use csc_shared::client::{Client, ClientError, Reached, Session, SessionEvent};
+use csc_shared::discovery::{DiscoveryEvent, Found, discover};
 use csc_shared::pairing::Code;
 use csc_shared::state::PairedServer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 
 use crate::cli::Cli;
-use crate::{Failure, exit, resolve};
+use crate::{Failure, discovery_options, exit, resolve};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy)]
@@ -33,14 +34,39 @@ impl Output {
     }
 }
 
-fn stdin_lines() -> Lines<BufReader<Stdin>> {
-    BufReader::new(tokio::io::stdin()).lines()
+/// Lines typed on stdin, shared by every question a flow asks.
+pub struct Input {
+    lines: Lines<BufReader<Stdin>>,
+    interactive: bool,
 }
 
-/// Pair with the server at `addr`, reading codes from stdin until one is right.
-pub async fn pair(client: &Client, addr: SocketAddr, out: Output) -> Result<Session, Failure> {
-    let interactive = std::io::stdin().is_terminal();
-    let mut lines = stdin_lines();
+impl Input {
+    /// Read from this process's stdin.
+    pub fn stdin() -> Self {
+        Self {
+            lines: BufReader::new(tokio::io::stdin()).lines(),
+            interactive: std::io::stdin().is_terminal(),
+        }
+    }
+
+    /// The next line, after showing `prompt` on stderr when stdin is a terminal.
+    async fn ask(&mut self, prompt: &str) -> Option<String> {
+        if self.interactive {
+            eprint!("{prompt}");
+            let _ = std::io::stderr().flush();
+        }
+        self.lines.next_line().await.ok().flatten()
+    }
+}
+
+/// Pair with the server at `addr`, reading codes from `input` until one is right.
+pub async fn pair(
+    client: &Client,
+    addr: SocketAddr,
+    input: &mut Input,
+    out: Output,
+) -> Result<Session, Failure> {
+    let interactive = input.interactive;
     let mut pairing = client.start_pairing(addr).await?;
     let ch = pairing.challenge().clone();
     eprintln!(
@@ -51,18 +77,11 @@ pub async fn pair(client: &Client, addr: SocketAddr, out: Output) -> Result<Sess
         ch.code_digits
     );
     let paired = loop {
-        if interactive {
-            eprint!("code: ");
-            let _ = std::io::stderr().flush();
-        }
-        let line = match lines.next_line().await {
-            Ok(Some(l)) => l,
-            Ok(None) | Err(_) => {
-                return Err(Failure::new(
-                    exit::WRONG_CODE,
-                    "no code entered (end of input)",
-                ));
-            }
+        let Some(line) = input.ask("code: ").await else {
+            return Err(Failure::new(
+                exit::WRONG_CODE,
+                "no code entered (end of input)",
+            ));
         };
         let code = match Code::parse(&line) {
             Ok(c) => c,
@@ -111,19 +130,22 @@ pub async fn pair(client: &Client, addr: SocketAddr, out: Output) -> Result<Sess
     Ok(pairing.into_session()?)
 }
 
-/// Open a session with the server `cli` names, trying `--server` first when given.
-async fn connect(client: &Client, cli: &Cli) -> Result<Session, Failure> {
+/// Open a session with the paired server `cli` names: `--server` and the saved addresses
+/// first, then discovery filtered on its id.
+async fn connect(client: &Client, cli: &Cli) -> Result<Reached, Failure> {
     let query = cli
         .target
         .server_id
         .as_deref()
         .or(cli.target.server_name.as_deref());
-    let mut server = client.select(query)?;
-    if let Some(spec) = &cli.target.server {
-        let addr = resolve(spec, cli.port).await?;
-        server.remember_addr(addr);
-    }
-    Ok(client.connect(&server).await?)
+    let server = client.select(query)?;
+    let manual = match &cli.target.server {
+        Some(spec) => Some(resolve(spec, cli.port).await?),
+        None => None,
+    };
+    Ok(client
+        .connect_auto(&server, manual, discovery_options(cli))
+        .await?)
 }
 
 fn render(value: &Value) -> String {
@@ -141,16 +163,19 @@ pub async fn send(
     args: Vec<String>,
     out: Output,
 ) -> Result<(), Failure> {
-    let started = Instant::now();
-    let session = connect(client, cli).await?;
+    let reached = connect(client, cli).await?;
+    let session = reached.session;
     let t = Instant::now();
     let result = session.request(task, args).await;
     let rtt_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // From process start: what a person waits for.
+    let elapsed_ms = crate::process_elapsed().as_secs_f64() * 1000.0;
     let base = json!({
         "task": task,
         "server_id": session.server().server_id,
         "addr": session.addr(),
+        "via": reached.via,
+        "connect_ms": round(reached.elapsed.as_secs_f64() * 1000.0),
         "rtt_ms": round(rtt_ms),
         "elapsed_ms": round(elapsed_ms),
     });
@@ -191,17 +216,24 @@ pub async fn interactive(client: &Client, cli: &Cli, out: Output) -> Result<(), 
         .as_deref()
         .or(cli.target.server_name.as_deref());
     let paired = client.select(query);
+    let mut input = Input::stdin();
     let mut session = match (paired, &cli.target.server) {
-        (Ok(_), _) => connect(client, cli).await?,
-        (Err(ClientError::Select(csc_shared::state::SelectError::NonePaired)), Some(spec)) => {
-            let addr = resolve(spec, cli.port).await?;
-            pair(client, addr, out).await?
+        (Ok(_), _) => {
+            let reached = connect(client, cli).await?;
+            eprintln!(
+                "reached {} via {} in {:.1} ms",
+                reached.session.addr(),
+                reached.via,
+                reached.elapsed.as_secs_f64() * 1000.0
+            );
+            reached.session
         }
-        (Err(ClientError::Select(csc_shared::state::SelectError::NonePaired)), None) => {
-            return Err(Failure::new(
-                exit::USAGE,
-                "not paired with any server yet: give its address with --server HOST[:PORT]",
-            ));
+        (Err(ClientError::Select(csc_shared::state::SelectError::NonePaired)), spec) => {
+            let addr = match spec {
+                Some(spec) => resolve(spec, cli.port).await?,
+                None => choose_server(client, cli, &mut input).await?,
+            };
+            pair(client, addr, &mut input, out).await?
         }
         (Err(e), _) => return Err(e.into()),
     };
@@ -212,16 +244,10 @@ pub async fn interactive(client: &Client, cli: &Cli, out: Output) -> Result<(), 
         server.server_id.short(),
         session.addr()
     );
-    let interactive = std::io::stdin().is_terminal();
-    let mut lines = stdin_lines();
     loop {
-        if interactive {
-            eprint!("> ");
-            let _ = std::io::stderr().flush();
-        }
         tokio::select! {
-            line = lines.next_line() => {
-                let Ok(Some(line)) = line else {
+            line = input.ask("> ") => {
+                let Some(line) = line else {
                     session.close().await;
                     return Ok(());
                 };
@@ -324,4 +350,188 @@ pub async fn forget(client: &Client, query: &str, out: Output) -> Result<(), Fai
         }),
     );
     Ok(())
+}
+
+fn found_json(f: &Found, paired: bool) -> Value {
+    json!({
+        "event": "found",
+        "addr": f.addr.ip().to_string(),
+        "port": f.addr.port(),
+        "server_id": f.server_id,
+        "name": f.name,
+        "via": f.via,
+        "verified": f.verified,
+        "paired": paired,
+        "elapsed_ms": round(f.elapsed.as_secs_f64() * 1000.0),
+    })
+}
+
+fn found_line(f: &Found, paired: bool) -> String {
+    format!(
+        "found {:?} at {} (server id {}, via {}{}, {:.1} ms){}",
+        f.name,
+        f.addr,
+        f.server_id.short(),
+        f.via,
+        if f.verified { ", verified" } else { "" },
+        f.elapsed.as_secs_f64() * 1000.0,
+        if paired { " [paired]" } else { "" }
+    )
+}
+
+/// Run discovery to the end, printing as it goes; returns every server found.
+async fn run_discovery(
+    client: &Client,
+    cli: &Cli,
+    out: Output,
+    verbose: bool,
+) -> Result<Vec<Found>, Failure> {
+    let Some(options) = discovery_options(cli) else {
+        return Err(Failure::new(
+            exit::USAGE,
+            "every discovery method is off: drop one of --no-broadcast, --no-mdns, --no-scan, or give --server",
+        ));
+    };
+    let paired: Vec<_> = client.servers()?.iter().map(|s| s.server_id).collect();
+    let mut search = discover(client.dialer(), options);
+    let mut found = Vec::new();
+    let progress_on_tty = !out.json && std::io::stderr().is_terminal();
+    while let Some(event) = search.next().await {
+        match event {
+            DiscoveryEvent::Started { methods, subnets } => {
+                let methods: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
+                let subnets_text: Vec<String> = subnets
+                    .iter()
+                    .map(|(s, n)| format!("{s} ({n} hosts)"))
+                    .collect();
+                if verbose && out.json {
+                    out.line("", json!({"event": "started", "methods": methods, "subnets": subnets.iter().map(|(s, n)| json!({"subnet": s, "hosts": n})).collect::<Vec<_>>()}));
+                } else if !out.json {
+                    eprintln!(
+                        "searching via {} {}",
+                        methods.join(", "),
+                        if subnets_text.is_empty() {
+                            String::new()
+                        } else {
+                            format!("over {}", subnets_text.join(", "))
+                        }
+                    );
+                }
+            }
+            DiscoveryEvent::Progress(p) => {
+                if verbose && out.json {
+                    out.line("", json!({"event": "progress", "subnet": p.subnet, "probed": p.probed, "total": p.total, "elapsed_ms": round(p.elapsed.as_secs_f64() * 1000.0)}));
+                } else if progress_on_tty {
+                    eprint!("\r{}: {}/{} hosts  ", p.subnet, p.probed, p.total);
+                }
+            }
+            DiscoveryEvent::Found(f) => {
+                let is_paired = paired.contains(&f.server_id);
+                if verbose || !out.json {
+                    if progress_on_tty {
+                        eprint!("\r");
+                    }
+                    if verbose {
+                        out.line(found_line(&f, is_paired), found_json(&f, is_paired));
+                    } else {
+                        eprintln!("{}", found_line(&f, is_paired));
+                    }
+                }
+                found.push(f);
+            }
+            DiscoveryEvent::Finished(_) => {}
+            DiscoveryEvent::Done { found: n, elapsed } => {
+                if progress_on_tty {
+                    eprintln!();
+                }
+                if verbose {
+                    out.line(
+                        format!("{n} found in {:.0} ms", elapsed.as_secs_f64() * 1000.0),
+                        json!({"event": "done", "found": n, "elapsed_ms": round(elapsed.as_secs_f64() * 1000.0)}),
+                    );
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `client-tui scan`.
+pub async fn scan(client: &Client, cli: &Cli, out: Output) -> Result<(), Failure> {
+    run_discovery(client, cli, out, true).await.map(|_| ())
+}
+
+/// Discover and pick the server to pair with: the only unpaired one, the one named by
+/// `--server-id`/`--server-name`, or the person's choice.
+pub async fn choose_server(
+    client: &Client,
+    cli: &Cli,
+    input: &mut Input,
+) -> Result<SocketAddr, Failure> {
+    let found = run_discovery(client, cli, Output { json: false }, false).await?;
+    let paired: Vec<_> = client.servers()?.iter().map(|s| s.server_id).collect();
+    // One entry per server: prefer a verified address.
+    let mut servers: Vec<Found> = Vec::new();
+    for f in found {
+        match servers.iter_mut().find(|s| s.server_id == f.server_id) {
+            Some(s) if !s.verified && f.verified => *s = f,
+            Some(_) => {}
+            None => servers.push(f),
+        }
+    }
+    let explicit = cli.target.server_id.is_some() || cli.target.server_name.is_some();
+    let candidates: Vec<Found> = servers
+        .into_iter()
+        .filter(|s| match (&cli.target.server_id, &cli.target.server_name) {
+            (Some(id), _) => s.server_id.matches(id),
+            (None, Some(name)) => &s.name == name,
+            (None, None) => !paired.contains(&s.server_id),
+        })
+        .collect();
+    match candidates.as_slice() {
+        [] if explicit => Err(Failure::new(
+            exit::UNREACHABLE,
+            "no server matching --server-id/--server-name was found",
+        )),
+        [] => Err(Failure::new(
+            exit::UNREACHABLE,
+            "no unpaired server found: check that it runs on this network, or give --server HOST[:PORT]",
+        )),
+        [one] => Ok(one.addr),
+        many => {
+            let list: Vec<String> = many
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    format!(
+                        "  {}) {:?} at {} (server id {})",
+                        i + 1,
+                        s.name,
+                        s.addr,
+                        s.server_id.short()
+                    )
+                })
+                .collect();
+            if !input.interactive {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!(
+                        "{} servers found; choose one with --server-id or --server-name:\n{}",
+                        many.len(),
+                        list.join("\n")
+                    ),
+                ));
+            }
+            eprintln!("{} servers found:\n{}", many.len(), list.join("\n"));
+            loop {
+                let Some(line) = input.ask("pair with which one? ").await else {
+                    return Err(Failure::new(exit::USAGE, "no server chosen"));
+                };
+                match line.trim().parse::<usize>() {
+                    Ok(n) if (1..=many.len()).contains(&n) => return Ok(many[n - 1].addr),
+                    _ => eprintln!("type a number from 1 to {}", many.len()),
+                }
+            }
+        }
+    }
 }

@@ -73,8 +73,16 @@ impl From<ClientError> for Failure {
     }
 }
 
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Time since the process started running `main` (for `elapsed_ms`).
+pub fn process_elapsed() -> std::time::Duration {
+    STARTED.get_or_init(std::time::Instant::now).elapsed()
+}
+
 /// Entry point used by `main`: logging, runtime, run, exit code.
 pub fn main_with(cli: Cli) -> ExitCode {
+    process_elapsed();
     init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -124,6 +132,26 @@ fn state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
         })
 }
 
+/// Discovery options from the command line; `None` when every method is off.
+pub fn discovery_options(cli: &Cli) -> Option<csc_shared::discovery::DiscoveryOptions> {
+    let d = &cli.discovery;
+    if d.no_broadcast && d.no_mdns && d.no_scan {
+        return None;
+    }
+    Some(csc_shared::discovery::DiscoveryOptions {
+        port: cli.port,
+        broadcast: !d.no_broadcast,
+        mdns: !d.no_mdns,
+        scan: !d.no_scan,
+        subnets: d.subnets.clone(),
+        max_hosts: d.max_hosts,
+        per_host_timeout: std::time::Duration::from_millis(d.timeout_ms.max(1)),
+        concurrency: d.concurrency.max(1),
+        per_window: d.per_window,
+        ..csc_shared::discovery::DiscoveryOptions::default()
+    })
+}
+
 /// Resolve `HOST`, `HOST:PORT`, `IP`, `IP:PORT` or `[IPv6]:PORT`.
 pub async fn resolve(spec: &str, default_port: u16) -> Result<SocketAddr, Failure> {
     if let Ok(addr) = spec.parse::<SocketAddr>() {
@@ -160,17 +188,16 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Some(Command::Servers) => headless::servers(&client, out),
         Some(Command::Forget { id }) => headless::forget(&client, id, out).await,
+        Some(Command::Scan) => headless::scan(&client, &cli, out).await,
         Some(Command::Pair) => {
+            let mut input = headless::Input::stdin();
             let addr = match &cli.target.server {
                 Some(s) => resolve(s, cli.port).await?,
-                None => {
-                    return Err(Failure::new(
-                        exit::USAGE,
-                        "pair needs the server's address: --server HOST[:PORT]",
-                    ));
-                }
+                None => headless::choose_server(&client, &cli, &mut input).await?,
             };
-            headless::pair(&client, addr, out).await.map(|_| ())
+            let session = headless::pair(&client, addr, &mut input, out).await?;
+            session.close().await;
+            Ok(())
         }
         Some(Command::Send { task, args }) => {
             headless::send(&client, &cli, task, args.clone(), out).await

@@ -107,6 +107,8 @@ impl Drop for Server {
 fn client(dir: &Path) -> Command {
     let mut c = Command::new(CLIENT);
     c.arg("--state-dir").arg(dir).arg("--name").arg("kiosk");
+    // Any rediscovery stays on this one loopback address: nothing leaves the machine.
+    c.args(["--subnet", "127.0.0.1/32"]);
     c
 }
 
@@ -301,9 +303,12 @@ fn forget_revokes_on_the_server() {
 #[test]
 fn usage_errors_exit_2() {
     let cdir = tempfile::tempdir().unwrap();
+    // Without --server, pair discovers (here only 127.0.0.1): nothing found is "unreachable".
     let out = run(client(cdir.path()).arg("pair"));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--server"));
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no unpaired server found"), "{}", text(&out.stderr));
+    let out = run(client(cdir.path()).args(["pair", "--no-broadcast", "--no-mdns", "--no-scan"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let out = run(client(cdir.path()).args(["send"]));
     assert_eq!(out.status.code(), Some(2));
     let out = run(client(cdir.path()).args(["send", "ping"]));

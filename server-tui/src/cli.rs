@@ -27,6 +27,10 @@ pub struct Cli {
     /// Print plain lines instead of the full-screen interface.
     #[arg(long)]
     pub no_tui: bool,
+    /// Do not advertise over mDNS (UDP probe answers stay on). A loopback bind never
+    /// advertises.
+    #[arg(long)]
+    pub no_mdns: bool,
     /// Print one JSON object per event on stdout (implies --no-tui).
     #[arg(long, global = true)]
     pub json: bool,

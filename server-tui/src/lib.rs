@@ -179,6 +179,18 @@ async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Failure::new(exit::BIND, format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Failure::new(exit::BIND, format!("cannot listen on {addr}: {e}")))?;
+    // Answer discovery probes on the same address and port; advertise over mDNS unless
+    // told not to. Kept alive until the server stops.
+    let _discovery = match server.serve_discovery(bound, !cli.no_mdns).await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!("discovery probes will not be answered: UDP {bound}: {e}");
+            None
+        }
+    };
     let control = {
         let path = csc_shared::server::control::socket_path(dir);
         let server = server.clone();

@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod discovery;
 pub mod frame;
 pub mod identity;
 pub mod message;

@@ -155,13 +155,22 @@ pub enum Message {
         /// HMAC over the transcript.
         mac: B64,
     },
+    /// Ask who the server is (discovery); answered with `server_info`, then closed.
+    Hello {},
     /// Open a session with a token from an earlier pairing.
     Auth {
         /// The JWT.
         token: String,
     },
 
-    // ---- server to client, pairing ----
+    // ---- server to client ----
+    /// The answer to `hello`.
+    ServerInfo {
+        /// Server display name.
+        server_name: String,
+        /// Protocol version.
+        protocol: u32,
+    },
     /// The server made a code and shows it to its operator; the client must ask its user.
     PairChallenge {
         /// Server display name.
@@ -271,6 +280,8 @@ impl Message {
             Message::PairAttempt { .. } => "pair_attempt",
             Message::PairConfirm { .. } => "pair_confirm",
             Message::Auth { .. } => "auth",
+            Message::Hello {} => "hello",
+            Message::ServerInfo { .. } => "server_info",
             Message::PairChallenge { .. } => "pair_challenge",
             Message::PairPake { .. } => "pair_pake",
             Message::PairFailed { .. } => "pair_failed",

@@ -5,12 +5,15 @@
 
 mod dial;
 mod pair;
+mod reconnect;
 mod session;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+pub use dial::{Dialer, ProbeResult};
 pub use pair::{Challenge, Pairing};
+pub use reconnect::{HEAD_START, Reached};
 pub use session::{Session, SessionEvent};
 
 use crate::connection::ConnectionError;
@@ -146,9 +149,8 @@ pub enum ClientError {
 #[derive(Debug)]
 pub struct Client {
     store: ClientStore,
-    identity: Identity,
+    dialer: Dialer,
     name: String,
-    options: ClientOptions,
 }
 
 impl Client {
@@ -162,15 +164,38 @@ impl Client {
         let identity = store.identity(name)?;
         Ok(Self {
             store,
-            identity,
+            dialer: Dialer {
+                identity: std::sync::Arc::new(identity),
+                options,
+            },
             name: name.to_string(),
-            options,
         })
     }
 
     /// This client's id.
     pub fn id(&self) -> PeerId {
-        self.identity.id()
+        self.dialer.identity.id()
+    }
+
+    /// A dialer with this client's identity, for discovery tasks.
+    pub fn dialer(&self) -> Dialer {
+        self.dialer.clone()
+    }
+
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.dialer.identity
+    }
+
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.dialer.options
+    }
+
+    pub(crate) async fn dial(
+        &self,
+        addr: SocketAddr,
+        trust: crate::tls::ServerTrust,
+    ) -> Result<(dial::Conn, crate::tls::SessionInfo), ClientError> {
+        self.dialer.dial(addr, trust).await
     }
 
     /// This client's display name.

@@ -85,16 +85,16 @@ impl Pairing {
         let (conn, info) = client.dial(addr, ServerTrust::Any).await?;
         let binding = Binding {
             exporter: info.exporter,
-            client_id: client.identity.id(),
+            client_id: client.identity().id(),
             server_id: info.peer_id,
-            client_cert_hash: client.identity.cert_hash(),
+            client_cert_hash: client.identity().cert_hash(),
             server_cert_hash: info.peer_cert_hash,
         };
         let mut pairing = Self {
             conn,
             binding,
             store: client.store.clone(),
-            step_timeout: client.options.step_timeout,
+            step_timeout: client.options().step_timeout,
             challenge: Challenge {
                 server_name: String::new(),
                 server_id: info.peer_id,

@@ -71,7 +71,10 @@ impl Session {
         })
         .await?;
         let mut server = server.clone();
-        match conn.expect::<Message>(client.options.step_timeout).await? {
+        match conn
+            .expect::<Message>(client.options().step_timeout)
+            .await?
+        {
             Message::AuthOk {
                 server_name,
                 token,

@@ -83,11 +83,20 @@ pub(super) async fn handle(server: Server, shared: Arc<Shared>, tcp: TcpStream, 
             Some(who) => who,
             None => return conn.close().await,
         },
+        Message::Hello {} => {
+            let _ = conn
+                .send(&Message::ServerInfo {
+                    server_name: shared.config.name.clone(),
+                    protocol: crate::PROTOCOL_VERSION,
+                })
+                .await;
+            return conn.close().await;
+        }
         other => {
             let _ = conn
                 .send(&Message::error(
                     ErrorCode::UnexpectedMessage,
-                    format!("expected pair_request or auth, got {}", other.kind()),
+                    format!("expected pair_request, auth or hello, got {}", other.kind()),
                 ))
                 .await;
             return conn.close().await;

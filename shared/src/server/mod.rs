@@ -519,6 +519,64 @@ impl Server {
     }
 }
 
+/// Discovery answering for a running server: UDP probe replies and the mDNS advertisement.
+/// Stops when dropped.
+#[derive(Debug)]
+pub struct DiscoveryService {
+    udp: tokio::task::JoinHandle<()>,
+    mdns: Option<crate::discovery::mdns::Advertiser>,
+}
+
+impl DiscoveryService {
+    /// Whether mDNS advertising is active.
+    pub fn advertising(&self) -> bool {
+        self.mdns.is_some()
+    }
+}
+
+impl Drop for DiscoveryService {
+    fn drop(&mut self) {
+        self.udp.abort();
+    }
+}
+
+impl Server {
+    /// Answer UDP probes on the address and port the TCP listener is bound to (`bound`), and
+    /// advertise over mDNS when `mdns` is set and the address is not loopback.
+    pub async fn serve_discovery(
+        &self,
+        bound: SocketAddr,
+        mdns: bool,
+    ) -> std::io::Result<DiscoveryService> {
+        let socket = tokio::net::UdpSocket::bind(bound).await?;
+        let info = crate::discovery::AnnounceInfo {
+            id: self.id(),
+            name: self.name().to_string(),
+            port: bound.port(),
+        };
+        let udp = tokio::spawn(crate::discovery::answer_probes(socket, info));
+        let mdns = if mdns {
+            match crate::discovery::mdns::Advertiser::start(
+                bound.ip(),
+                bound.port(),
+                self.id(),
+                self.name(),
+            ) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.shared.emit(ServerEvent::Warning {
+                        message: format!("mDNS advertising unavailable: {e}"),
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(DiscoveryService { udp, mdns })
+    }
+}
+
 /// Revoke a client of a server that is not running, editing its state folder directly
 /// (under the folder lock, so it fails with [`StateError::Locked`] while a server runs).
 pub fn revoke_offline(state_dir: &Path, query: &str) -> Result<ClientRecord, RevokeError> {

@@ -1,0 +1,175 @@
+//! A throw-away LAN for discovery tests: a bridge in its own network namespace and N hosts,
+//! each a namespace with one veth on that bridge. Nothing reaches the machine's real
+//! interfaces; everything is deleted on drop. Needs root and iproute2; without them
+//! [`Lab::up`] returns `None` after printing why, and the test skips.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Lab {
+    prefix: String,
+    pub hosts: usize,
+    /// `a.b.c` of the /24 the hosts start on; host i gets `.(10+i)`.
+    pub net: String,
+}
+
+fn ip(args: &[&str]) -> Output {
+    Command::new("ip").args(args).output().expect("ip runs")
+}
+
+fn must(args: &[&str]) {
+    let out = ip(args);
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Why the lab cannot run here, if it cannot.
+pub fn unavailable() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("needs root to create network namespaces".into());
+    }
+    if Command::new("ip")
+        .arg("-V")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        return Some("needs iproute2 (`ip`)".into());
+    }
+    None
+}
+
+impl Lab {
+    /// Build a lab of `n` hosts on `net`.0/24, or explain why not.
+    pub fn up(n: usize, net: &str) -> Option<Lab> {
+        Self::up_with_prefix(n, net, 24)
+    }
+
+    /// Build a lab whose hosts start on `net`.(10+i)/`prefix`.
+    pub fn up_with_prefix(n: usize, net: &str, prefix_len: u8) -> Option<Lab> {
+        if let Some(why) = unavailable() {
+            eprintln!("SKIPPED: namespace lab unavailable: {why}");
+            return None;
+        }
+        // Short, unique names: interface names are limited to 15 bytes.
+        let prefix = format!(
+            "c{}{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Lab {
+            prefix,
+            hosts: n,
+            net: net.to_string(),
+        };
+        let sw = lab.switch();
+        must(&["netns", "add", &sw]);
+        must(&["-n", &sw, "link", "set", "lo", "up"]);
+        must(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        must(&["-n", &sw, "link", "set", "br0", "up"]);
+        for i in 1..=n {
+            let h = lab.ns(i);
+            let (v, p) = (format!("{}v{i}", lab.prefix), format!("{}p{i}", lab.prefix));
+            must(&["netns", "add", &h]);
+            must(&["-n", &h, "link", "set", "lo", "up"]);
+            must(&["link", "add", &v, "type", "veth", "peer", "name", &p]);
+            must(&["link", "set", &v, "netns", &h]);
+            must(&["link", "set", &p, "netns", &sw]);
+            must(&["-n", &h, "link", "set", &v, "name", "eth0"]);
+            must(&[
+                "-n",
+                &h,
+                "addr",
+                "add",
+                &format!("{net}.{}/{prefix_len}", 10 + i),
+                "brd",
+                "+",
+                "dev",
+                "eth0",
+            ]);
+            must(&["-n", &h, "link", "set", "eth0", "up"]);
+            must(&["-n", &h, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+            must(&["-n", &sw, "link", "set", &p, "master", "br0"]);
+            must(&["-n", &sw, "link", "set", &p, "up"]);
+        }
+        lab.wait_forwarding();
+        Some(lab)
+    }
+
+    /// New bridge ports pass no traffic for about a second; wait until all forward.
+    fn wait_forwarding(&self) {
+        for _ in 0..100 {
+            let out = Command::new("bridge")
+                .args(["-n", &self.switch(), "link", "show"])
+                .output()
+                .expect("bridge runs");
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text.matches("state forwarding").count() >= self.hosts {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("lab bridge ports never reached forwarding state");
+    }
+
+    fn switch(&self) -> String {
+        format!("{}sw", self.prefix)
+    }
+
+    /// The namespace of host `i` (1-based).
+    pub fn ns(&self, i: usize) -> String {
+        format!("{}h{i}", self.prefix)
+    }
+
+    /// Host `i`'s first address.
+    pub fn addr(&self, i: usize) -> String {
+        format!("{}.{}", self.net, 10 + i)
+    }
+
+    /// A command that runs `program` inside host `i`.
+    pub fn cmd(&self, i: usize, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(i), program]);
+        c
+    }
+
+    /// Replace host `i`'s address (a DHCP change).
+    pub fn set_addr(&self, i: usize, cidr: &str) {
+        let h = self.ns(i);
+        must(&["-n", &h, "addr", "flush", "dev", "eth0"]);
+        must(&["-n", &h, "addr", "add", cidr, "brd", "+", "dev", "eth0"]);
+        must(&["-n", &h, "route", "replace", "224.0.0.0/4", "dev", "eth0"]);
+    }
+
+    /// Give host `i` another address.
+    pub fn add_addr(&self, i: usize, cidr: &str) {
+        must(&[
+            "-n",
+            &self.ns(i),
+            "addr",
+            "add",
+            cidr,
+            "brd",
+            "+",
+            "dev",
+            "eth0",
+        ]);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for i in 1..=self.hosts {
+            let _ = ip(&["netns", "del", &self.ns(i)]);
+        }
+        let _ = ip(&["netns", "del", &self.switch()]);
+    }
+}

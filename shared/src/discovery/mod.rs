@@ -1,0 +1,398 @@
+//! Finding servers without typing an address: UDP broadcast probes, mDNS browsing and a TCP
+//! sweep of the local subnets, run concurrently and merged into one stream of
+//! [`DiscoveryEvent`]s. Results are hints: trust comes only from TLS and the pinned id.
+//!
+//! Scope is explicit: with `subnets` given, probes and sweeps stay inside them and mDNS and
+//! the limited broadcast are off, so `--subnet 127.0.0.0/24` never leaves the machine.
+
+mod broadcast;
+pub mod mdns;
+pub mod net;
+mod scan;
+pub mod wire;
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+pub use broadcast::{AnnounceInfo, RateLimiter, answer_probes};
+pub use scan::{ARP_WINDOW, SweepPlan, arp_budget, raise_fd_limit};
+
+use crate::client::Dialer;
+use crate::identity::PeerId;
+
+/// How a server was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// A saved address of a paired server.
+    Last,
+    /// An address given on the command line.
+    Manual,
+    /// A UDP broadcast probe.
+    Broadcast,
+    /// mDNS/DNS-SD.
+    Mdns,
+    /// The TCP sweep.
+    Scan,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Via::Last => "last",
+            Via::Manual => "manual",
+            Via::Broadcast => "broadcast",
+            Via::Mdns => "mdns",
+            Via::Scan => "scan",
+        })
+    }
+}
+
+/// A server found by discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its id: proven in TLS when `verified`, otherwise as announced.
+    pub server_id: PeerId,
+    /// Its name.
+    pub name: String,
+    /// How it was found.
+    pub via: Via,
+    /// Whether its id was proven in a TLS handshake.
+    pub verified: bool,
+    /// Time since discovery started.
+    pub elapsed: Duration,
+}
+
+/// Sweep progress for one subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanProgress {
+    /// The subnet, e.g. `10.0.0.0/24`.
+    pub subnet: String,
+    /// Hosts tried so far.
+    pub probed: usize,
+    /// Hosts to try.
+    pub total: usize,
+    /// Time since discovery started.
+    pub elapsed: Duration,
+}
+
+/// What discovery reports, in order: `Started`, then any mix of `Progress`, `Found` and
+/// `Finished`, then `Done`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryEvent {
+    /// Which methods run and which subnets are swept (with host counts).
+    Started {
+        /// Methods running.
+        methods: Vec<Via>,
+        /// Subnets and their host counts.
+        subnets: Vec<(String, usize)>,
+    },
+    /// Sweep progress.
+    Progress(ScanProgress),
+    /// A server (each address and id once).
+    Found(Found),
+    /// A method has finished.
+    Finished(Via),
+    /// Everything has finished.
+    Done {
+        /// Servers found.
+        found: usize,
+        /// Time taken.
+        elapsed: Duration,
+    },
+}
+
+/// What to search and how. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct DiscoveryOptions {
+    /// Server port.
+    pub port: u16,
+    /// Send UDP probes.
+    pub broadcast: bool,
+    /// Browse mDNS.
+    pub mdns: bool,
+    /// Sweep subnets.
+    pub scan: bool,
+    /// Explicit subnets; empty means every local interface, each capped to a /22.
+    pub subnets: Vec<Ipv4Net>,
+    /// At most this many hosts are swept in total.
+    pub max_hosts: usize,
+    /// TCP connect timeout per host.
+    pub per_host_timeout: Duration,
+    /// Connections attempted at once.
+    pub concurrency: usize,
+    /// New hosts started per 3 s at most (see [`arp_budget`]); 0 means the kernel-derived
+    /// default.
+    pub per_window: usize,
+    /// How long broadcast and mDNS listen for answers.
+    pub listen: Duration,
+}
+
+impl Default for DiscoveryOptions {
+    fn default() -> Self {
+        Self {
+            port: crate::DEFAULT_PORT,
+            broadcast: true,
+            mdns: true,
+            scan: true,
+            subnets: Vec::new(),
+            max_hosts: 4096,
+            per_host_timeout: Duration::from_millis(300),
+            concurrency: 1024,
+            per_window: 0,
+            listen: Duration::from_millis(1500),
+        }
+    }
+}
+
+/// What discovery will touch, worked out from options and interfaces.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Where UDP probes go.
+    pub broadcast_targets: Vec<SocketAddr>,
+    /// Whether mDNS runs.
+    pub mdns: bool,
+    /// Subnets to sweep.
+    pub sweep: Vec<SweepPlan>,
+}
+
+impl DiscoveryOptions {
+    /// Work out the targets. Explicit subnets are a hard scope.
+    pub fn plan(&self) -> Plan {
+        let explicit = !self.subnets.is_empty();
+        let (nets, broadcasts): (Vec<Ipv4Net>, Vec<Ipv4Addr>) = if explicit {
+            let nets = self.subnets.clone();
+            let bcast = nets
+                .iter()
+                .filter(|n| n.prefix_len() <= 30)
+                .map(|n| n.broadcast())
+                .collect();
+            (nets, bcast)
+        } else {
+            let locals = net::local_nets();
+            let mut nets: Vec<Ipv4Net> = Vec::new();
+            for l in &locals {
+                let n = net::capped(l.net, net::DEFAULT_CAP_PREFIX);
+                if !nets.contains(&n) {
+                    nets.push(n);
+                }
+            }
+            let mut bcast: Vec<Ipv4Addr> = locals.iter().map(|l| l.broadcast).collect();
+            if !locals.is_empty() {
+                bcast.push(Ipv4Addr::BROADCAST);
+            }
+            bcast.dedup();
+            (nets, bcast)
+        };
+        let mut budget = self.max_hosts;
+        let sweep = if self.scan {
+            nets.iter()
+                .map(|n| {
+                    let mut hosts = net::hosts(*n);
+                    hosts.truncate(budget);
+                    budget -= hosts.len();
+                    SweepPlan { subnet: *n, hosts }
+                })
+                .filter(|p| !p.hosts.is_empty())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Plan {
+            broadcast_targets: if self.broadcast {
+                broadcasts
+                    .into_iter()
+                    .map(|ip| SocketAddr::from((ip, self.port)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            mdns: self.mdns && !explicit && !net::local_nets().is_empty(),
+            sweep,
+        }
+    }
+}
+
+/// A discovery in progress; dropping it stops every method.
+#[derive(Debug)]
+pub struct Discovery {
+    rx: mpsc::Receiver<DiscoveryEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Discovery {
+    /// The next event; `None` after `Done`.
+    pub async fn next(&mut self) -> Option<DiscoveryEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start discovering with `dialer` (its identity is used for the TLS confirmation).
+pub fn discover(dialer: Dialer, options: DiscoveryOptions) -> Discovery {
+    let (tx, rx) = mpsc::channel(1024);
+    let task = tokio::spawn(run(dialer, options, tx));
+    Discovery { rx, task }
+}
+
+async fn run(dialer: Dialer, options: DiscoveryOptions, out: mpsc::Sender<DiscoveryEvent>) {
+    let started = Instant::now();
+    let plan = options.plan();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let mut methods = JoinSet::new();
+    let mut running = Vec::new();
+    if !plan.broadcast_targets.is_empty() {
+        running.push(Via::Broadcast);
+        let (targets, tx) = (plan.broadcast_targets.clone(), tx.clone());
+        methods.spawn(async move {
+            broadcast::probe(targets, options.listen, started, tx).await;
+            Via::Broadcast
+        });
+    }
+    if plan.mdns {
+        running.push(Via::Mdns);
+        let tx = tx.clone();
+        methods.spawn(async move {
+            mdns::browse(options.listen, started, tx).await;
+            Via::Mdns
+        });
+    }
+    let subnets = plan
+        .sweep
+        .iter()
+        .map(|p| (p.subnet.to_string(), p.hosts.len()))
+        .collect();
+    if !plan.sweep.is_empty() {
+        running.push(Via::Scan);
+        let limit = raise_fd_limit();
+        let concurrency = options
+            .concurrency
+            .min(limit.saturating_sub(64).max(16) as usize);
+        let tx = tx.clone();
+        let (sweep, port, per_host) = (plan.sweep, options.port, options.per_host_timeout);
+        let per_window = if options.per_window == 0 {
+            scan::arp_budget()
+        } else {
+            options.per_window
+        };
+        methods.spawn(async move {
+            scan::sweep(
+                dialer,
+                sweep,
+                port,
+                per_host,
+                concurrency,
+                per_window,
+                started,
+                tx,
+            )
+            .await;
+            Via::Scan
+        });
+    }
+    drop(tx);
+    if out
+        .send(DiscoveryEvent::Started {
+            methods: running,
+            subnets,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut seen: HashSet<(PeerId, SocketAddr)> = HashSet::new();
+    let mut methods_open = true;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(DiscoveryEvent::Found(f)) => {
+                    if seen.insert((f.server_id, f.addr)) && out.send(DiscoveryEvent::Found(f)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(other) => {
+                    if out.send(other).await.is_err() {
+                        return;
+                    }
+                }
+                None => break,
+            },
+            done = methods.join_next(), if methods_open => match done {
+                Some(Ok(via)) => {
+                    if out.send(DiscoveryEvent::Finished(via)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(_)) => {}
+                None => methods_open = false,
+            },
+        }
+    }
+    let _ = out
+        .send(DiscoveryEvent::Done {
+            found: seen.len(),
+            elapsed: started.elapsed(),
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_subnets_are_a_hard_scope() {
+        let opts = DiscoveryOptions {
+            subnets: vec![
+                "127.0.0.0/24".parse().unwrap(),
+                "127.0.1.7/32".parse().unwrap(),
+            ],
+            ..DiscoveryOptions::default()
+        };
+        let plan = opts.plan();
+        assert!(!plan.mdns, "no multicast with an explicit scope");
+        assert_eq!(
+            plan.broadcast_targets,
+            vec!["127.0.0.255:47474".parse().unwrap()]
+        );
+        assert_eq!(plan.sweep.len(), 2);
+        assert_eq!(plan.sweep[0].hosts.len(), 254);
+        assert!(
+            plan.sweep
+                .iter()
+                .flat_map(|p| &p.hosts)
+                .all(|ip| ip.is_loopback())
+        );
+    }
+
+    #[test]
+    fn max_hosts_caps_the_sweep() {
+        let opts = DiscoveryOptions {
+            subnets: vec![
+                "127.0.0.0/24".parse().unwrap(),
+                "127.0.1.0/24".parse().unwrap(),
+            ],
+            max_hosts: 300,
+            broadcast: false,
+            ..DiscoveryOptions::default()
+        };
+        let plan = opts.plan();
+        let total: usize = plan.sweep.iter().map(|p| p.hosts.len()).sum();
+        assert_eq!(total, 300);
+        assert!(plan.broadcast_targets.is_empty());
+    }
+}
