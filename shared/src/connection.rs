@@ -26,6 +26,9 @@ pub enum ConnectionError {
     Timeout,
 }
 
+/// Longest [`Connection::close`] waits for queued bytes to drain.
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Typed messages over a framed stream.
 pub struct Connection<S> {
     frames: FramedStream<S>,
@@ -82,9 +85,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(self.frames.write(bytes).await?)
     }
 
-    /// Flush and close the write half.
+    /// Flush and close the write half, giving up after [`CLOSE_TIMEOUT`]: a peer that stopped
+    /// reading must not hold the connection (and its buffers) open.
     pub async fn close(&mut self) {
-        let _ = self.frames.close().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.frames.close()).await;
     }
 
     /// Give back the underlying stream.

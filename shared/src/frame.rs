@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{
-    Framed, LengthDelimitedCodec, length_delimited::LengthDelimitedCodecError,
+    Decoder, Encoder, Framed, LengthDelimitedCodec, length_delimited::LengthDelimitedCodecError,
 };
 
 /// Largest frame accepted unless configured otherwise: 1 MiB.
@@ -32,9 +32,47 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// `LengthDelimitedCodec`, plus memory of a header already consumed: the inner codec treats a
+/// close right after a header as a clean end, but a frame was promised and never came.
+struct Codec {
+    inner: LengthDelimitedCodec,
+    mid_frame: bool,
+}
+
+impl Decoder for Codec {
+    type Item = BytesMut;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, std::io::Error> {
+        let before = buf.len();
+        let frame = self.inner.decode(buf)?;
+        self.mid_frame = frame.is_none() && (self.mid_frame || buf.len() < before);
+        Ok(frame)
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, std::io::Error> {
+        match self.decode(buf)? {
+            Some(frame) => Ok(Some(frame)),
+            None if buf.is_empty() && !self.mid_frame => Ok(None),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed in the middle of a frame",
+            )),
+        }
+    }
+}
+
+impl Encoder<Bytes> for Codec {
+    type Error = std::io::Error;
+
+    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), std::io::Error> {
+        self.inner.encode(item, dst)
+    }
+}
+
 /// A framed byte stream.
 pub struct FramedStream<S> {
-    inner: Framed<S, LengthDelimitedCodec>,
+    inner: Framed<S, Codec>,
     max: usize,
 }
 
@@ -47,7 +85,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedStream<S> {
             .max_frame_length(max)
             .new_codec();
         Self {
-            inner: Framed::new(stream, codec),
+            inner: Framed::new(
+                stream,
+                Codec {
+                    inner: codec,
+                    mid_frame: false,
+                },
+            ),
             max,
         }
     }
@@ -68,7 +112,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedStream<S> {
             // closed cleanly as far as messages go.
             Some(Err(e))
                 if e.kind() == std::io::ErrorKind::UnexpectedEof
-                    && self.inner.read_buffer().is_empty() =>
+                    && self.inner.read_buffer().is_empty()
+                    && !self.inner.codec().mid_frame =>
             {
                 Ok(None)
             }
@@ -201,6 +246,15 @@ mod tests {
         ));
         a.write(Bytes::from_static(b"ok")).await.unwrap();
         assert_eq!(&b.read().await.unwrap().unwrap()[..], b"ok");
+    }
+
+    #[tokio::test]
+    async fn close_right_after_a_header_is_truncated() {
+        let (mut a, b) = tokio::io::duplex(1024);
+        let mut b = FramedStream::new(b, 64);
+        a.write_all(&10u32.to_be_bytes()).await.unwrap();
+        drop(a);
+        assert!(matches!(b.read().await, Err(FrameError::Truncated)));
     }
 
     #[tokio::test]

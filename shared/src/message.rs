@@ -250,6 +250,10 @@ pub enum Message {
         /// When it was sent, Unix milliseconds.
         at_ms: u64,
     },
+    /// Keep-alive: the server sends it to a quiet session; the client answers `pong`.
+    Ping {},
+    /// The answer to `ping`.
+    Pong {},
     /// Client asks the server to forget it; the server answers `unpaired` and closes.
     Unpair {},
     /// The server removed this client from its registry.
@@ -290,6 +294,8 @@ impl Message {
             Message::Request { .. } => "request",
             Message::Response { .. } => "response",
             Message::Notice { .. } => "notice",
+            Message::Ping {} => "ping",
+            Message::Pong {} => "pong",
             Message::Unpair {} => "unpair",
             Message::Unpaired {} => "unpaired",
             Message::Error { .. } => "error",

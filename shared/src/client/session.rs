@@ -257,6 +257,12 @@ async fn drive(
                         break ("closed by client".into(), None);
                     }
                 }
+                Ok(Some(Message::Ping {})) => {
+                    if conn.send(&Message::Pong {}).await.is_err() {
+                        break ("write failed".into(), None);
+                    }
+                }
+                Ok(Some(Message::Pong {})) => {}
                 Ok(Some(Message::Notice { text, at_ms })) => {
                     let _ = events.send(SessionEvent::Notice { text, at_ms });
                 }

@@ -30,6 +30,11 @@ type Conn = Connection<TlsStream<TcpStream>>;
 const MAX_NAME: usize = 64;
 
 pub(super) async fn handle(server: Server, shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    // One address cannot hold more than its share of half-open connections.
+    let Some(unauthenticated) = shared.admit_unauthenticated(peer.ip()) else {
+        tracing::debug!(%peer, "too many unauthenticated connections from this address");
+        return;
+    };
     let mut shutdown = shared.shutdown.subscribe();
     let accept = tokio::time::timeout(shared.config.handshake_timeout, shared.acceptor.accept(tcp));
     let tls = tokio::select! {
@@ -102,6 +107,8 @@ pub(super) async fn handle(server: Server, shared: Arc<Shared>, tcp: TcpStream, 
             return conn.close().await;
         }
     };
+    // Authenticated: no longer counted against the address's half-open allowance.
+    drop(unauthenticated);
     ctx.session(&server, conn, client_name, pairing_id, shutdown)
         .await;
 }
@@ -656,9 +663,35 @@ impl ConnCtx<'_> {
         });
         let mut inflight = FuturesUnordered::new();
         let max_inflight = shared.config.max_inflight;
+        let write_timeout = shared.config.write_timeout;
+        let mut last_heard = Instant::now();
+        let mut keepalive =
+            tokio::time::interval(shared.config.keepalive.min(shared.config.idle_timeout));
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        keepalive.tick().await;
         let reason: String = loop {
             tokio::select! {
+                // In this order: every request already received is read before the replies
+                // are written, so a pipelined batch is answered with one flush (one TLS
+                // record, one syscall) instead of one per reply. Reading pauses at
+                // `max_inflight`, so replies are never starved.
+                biased;
                 _ = shutdown.recv() => break "server shutting down".into(),
+                _ = keepalive.tick() => {
+                    let quiet = last_heard.elapsed();
+                    if quiet >= shared.config.idle_timeout {
+                        let _ = tokio::time::timeout(write_timeout, conn.send(&Message::error(
+                            ErrorCode::Timeout,
+                            format!("no message for {} s", quiet.as_secs()),
+                        ))).await;
+                        break "idle".into();
+                    }
+                    if quiet >= shared.config.keepalive
+                        && !matches!(tokio::time::timeout(write_timeout, conn.send(&Message::Ping {})).await, Ok(Ok(())))
+                    {
+                        break "client stopped reading".into();
+                    }
+                }
                 why = &mut revoked => {
                     let why = why.unwrap_or(super::REVOKED_BY_OPERATOR);
                     let _ = conn.send(&Message::Error {
@@ -670,34 +703,22 @@ impl ConnCtx<'_> {
                 }
                 Some(text) = rx.recv() => {
                     let m = Message::Notice { text: text.to_string(), at_ms: crate::unix_now_ms() };
-                    if conn.send(&m).await.is_err() { break "write failed".into(); }
-                }
-                Some(done) = inflight.next(), if !inflight.is_empty() => {
-                    // Write every response that is ready, then flush once.
-                    let mut batch = vec![done];
-                    while let Some(Some(more)) = inflight.next().now_or_never() {
-                        batch.push(more);
+                    match tokio::time::timeout(write_timeout, conn.send(&m)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break "write failed".into(),
+                        Err(_) => break "client stopped reading".into(),
                     }
-                    let mut failed = false;
-                    for (msg, task, ok, started) in batch {
-                        let started: Instant = started;
-                        shared.emit(ServerEvent::Request {
-                            session_id,
-                            client_name: name.clone(),
-                            client_id: id,
-                            task,
-                            ok,
-                            elapsed_us: started.elapsed().as_micros() as u64,
-                        });
-                        if write_response(&mut conn, msg).await.is_err() {
-                            failed = true;
-                            break;
+                }
+                read = conn.read::<Message>(), if inflight.len() < max_inflight => {
+                    last_heard = Instant::now();
+                    match read {
+                    Ok(None) => break "closed by client".into(),
+                    Ok(Some(Message::Pong {})) => {}
+                    Ok(Some(Message::Ping {})) => {
+                        if !matches!(tokio::time::timeout(write_timeout, conn.send(&Message::Pong {})).await, Ok(Ok(()))) {
+                            break "client stopped reading".into();
                         }
                     }
-                    if failed || conn.flush().await.is_err() { break "write failed".into(); }
-                }
-                read = conn.read::<Message>(), if inflight.len() < max_inflight => match read {
-                    Ok(None) => break "closed by client".into(),
                     Err(e) => {
                         let why = e.to_string();
                         fail_read(&mut conn, e).await;
@@ -738,7 +759,36 @@ impl ConnCtx<'_> {
                         )).await;
                         break format!("unexpected {}", other.kind());
                     }
-                },
+                }},
+                Some(done) = inflight.next(), if !inflight.is_empty() => {
+                    // Write every response that is ready, then flush once.
+                    let mut batch = vec![done];
+                    while let Some(Some(more)) = inflight.next().now_or_never() {
+                        batch.push(more);
+                    }
+                    let mut failed = false;
+                    let deadline = tokio::time::Instant::now() + write_timeout;
+                    for (msg, task, ok, started) in batch {
+                        let started: Instant = started;
+                        shared.emit(ServerEvent::Request {
+                            session_id,
+                            client_name: name.clone(),
+                            client_id: id,
+                            task,
+                            ok,
+                            elapsed_us: started.elapsed().as_micros() as u64,
+                        });
+                        if !matches!(tokio::time::timeout_at(deadline, write_response(&mut conn, msg)).await, Ok(Ok(()))) {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    // A client that stops reading fills its buffers; it is disconnected
+                    // rather than allowed to pin memory here.
+                    if failed || !matches!(tokio::time::timeout_at(deadline, conn.flush()).await, Ok(Ok(()))) {
+                        break "write failed or client stopped reading".into();
+                    }
+                }
             }
         };
         conn.close().await;

@@ -50,6 +50,14 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Requests one session may have running at once.
     pub max_inflight: usize,
+    /// Connections from one address not yet authenticated (handshake, pairing) at once.
+    pub max_unauthenticated_per_addr: usize,
+    /// A quiet session gets a `ping` after this long.
+    pub keepalive: Duration,
+    /// A session with no message at all for this long is closed.
+    pub idle_timeout: Duration,
+    /// A write that cannot complete in this time (the client stopped reading) closes the session.
+    pub write_timeout: Duration,
     /// How often batched registry changes are written.
     pub flush_interval: Duration,
 }
@@ -65,6 +73,10 @@ impl Default for ServerConfig {
             step_timeout: Duration::from_secs(30),
             max_connections: 16_384,
             max_inflight: 32,
+            max_unauthenticated_per_addr: 32,
+            keepalive: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            write_timeout: Duration::from_secs(10),
             flush_interval: Duration::from_secs(5),
         }
     }
@@ -269,6 +281,7 @@ struct Shared {
     guard: Mutex<guard::Guard>,
     sessions: Mutex<HashMap<u64, SessionEntry>>,
     tasks_run: Mutex<HashMap<PeerId, u64>>,
+    unauthenticated: Mutex<HashMap<IpAddr, usize>>,
     connected: AtomicUsize,
     next_id: AtomicU64,
     events: Option<mpsc::UnboundedSender<ServerEvent>>,
@@ -287,12 +300,51 @@ impl Shared {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Count an unauthenticated connection from `ip`; `None` when that address is at its cap.
+    fn admit_unauthenticated(self: &Arc<Self>, ip: IpAddr) -> Option<Unauthenticated> {
+        let mut map = self
+            .unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= self.config.max_unauthenticated_per_addr {
+            return None;
+        }
+        *n += 1;
+        Some(Unauthenticated {
+            shared: self.clone(),
+            ip,
+        })
+    }
+
     fn guard(&self) -> std::sync::MutexGuard<'_, guard::Guard> {
         self.guard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, SessionEntry>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One unauthenticated connection counted against its address; released on drop.
+struct Unauthenticated {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Unauthenticated {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -340,6 +392,7 @@ impl Server {
                 guard: Mutex::new(guard::Guard::default()),
                 sessions: Mutex::new(HashMap::new()),
                 tasks_run: Mutex::new(HashMap::new()),
+                unauthenticated: Mutex::new(HashMap::new()),
                 connected: AtomicUsize::new(0),
                 next_id: AtomicU64::new(0),
                 events,

@@ -1,0 +1,129 @@
+//! Crash safety of the client's state: `client-tui pair` is killed with SIGKILL at random
+//! moments, 200 times, while it saves pairings. Its state file always loads, and a pairing
+//! it reported stays saved.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_client-tui");
+
+fn server_bin() -> std::path::PathBuf {
+    let path =
+        Path::new(CLIENT).with_file_name(format!("server-tui{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "server-tui", "--bin", "server-tui"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok && path.exists(), "cannot build {}", path.display());
+    }
+    path
+}
+
+#[test]
+fn sigkill_during_pairing_never_corrupts_or_loses_the_client_state() {
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(server_bin())
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--json",
+            "--no-mdns",
+            "--backoff",
+            "1ms",
+        ])
+        .args(["--max-pending-per-addr", "4", "--state-dir"])
+        .arg(sdir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, events) = mpsc::channel::<Value>();
+    let stdout = server.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&l).unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let listening = events.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = format!("127.0.0.1:{}", listening["port"]);
+    let mut seed = std::process::id() as u64 | 1;
+    let mut reported = false;
+    let mut completed = 0;
+    for i in 0..200 {
+        let mut child = Command::new(CLIENT)
+            .args(["--state-dir"])
+            .arg(cdir.path())
+            .args([
+                "--name",
+                "crashy",
+                "--subnet",
+                "127.0.0.1/32",
+                "pair",
+                "--server",
+                &addr,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let code = loop {
+            match events.recv_timeout(Duration::from_secs(10)) {
+                Ok(v) if v["event"] == "pair_request" => {
+                    break v["code"].as_str().unwrap().to_string();
+                }
+                Ok(_) => continue,
+                Err(_) => panic!("iteration {i}: no pair request"),
+            }
+        };
+        let _ = writeln!(child.stdin.as_mut().unwrap(), "{code}");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_micros(seed % 15_000));
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("paired with") {
+            reported = true;
+            completed += 1;
+        }
+        // The state always loads; once a pairing was reported, it is there.
+        let list = Command::new(CLIENT)
+            .args(["--state-dir"])
+            .arg(cdir.path())
+            .args(["servers", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            list.status.success(),
+            "iteration {i}: state did not load: {}",
+            String::from_utf8_lossy(&list.stderr)
+        );
+        if reported {
+            let v: Value = serde_json::from_slice(&list.stdout)
+                .unwrap_or_else(|e| panic!("iteration {i}: {e}"));
+            assert_eq!(v["server_id"], listening["server_id"], "iteration {i}");
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    eprintln!(
+        "200 SIGKILLs of client-tui pair survived; {completed} pairings completed before the kill"
+    );
+    assert!(
+        completed > 0,
+        "no iteration completed a pairing: the kill window is too short to test anything"
+    );
+}
