@@ -1,4 +1,5 @@
-//! Command-line interface of the client.
+//! Command-line interface of the client: flags, subcommands and their defaults. Without a
+//! subcommand the client runs full screen on a terminal, or the headless console otherwise.
 
 use std::path::PathBuf;
 
@@ -21,9 +22,12 @@ pub struct Cli {
     /// Print plain lines instead of the full-screen interface.
     #[arg(long, global = true)]
     pub no_tui: bool,
-    /// Print one JSON object per line on stdout.
+    /// Print one JSON object per line on stdout (implies --no-tui).
     #[arg(long, global = true)]
     pub json: bool,
+    /// No colours in the full-screen interface (as does a non-empty NO_COLOR).
+    #[arg(long, global = true)]
+    pub no_color: bool,
     #[command(flatten)]
     pub target: Target,
     #[command(flatten)]
@@ -82,8 +86,9 @@ fn parse_subnet(text: &str) -> Result<ipnet::Ipv4Net, String> {
     csc_shared::discovery::net::parse_subnet(text)
 }
 
-/// Subcommands. Without one, the client connects (pairing first if needed) and runs tasks
-/// read line by line from stdin.
+/// Subcommands. Without one, the client runs full screen when stdout is a terminal (scan,
+/// pair, task console); with `--no-tui`, `--json` or no terminal, it connects (pairing first
+/// if needed) and runs tasks read line by line from stdin.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Search the network for servers and list them.

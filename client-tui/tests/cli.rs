@@ -306,7 +306,11 @@ fn usage_errors_exit_2() {
     // Without --server, pair discovers (here only 127.0.0.1): nothing found is "unreachable".
     let out = run(client(cdir.path()).arg("pair"));
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("no unpaired server found"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no unpaired server found"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(client(cdir.path()).args(["pair", "--no-broadcast", "--no-mdns", "--no-scan"]));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let out = run(client(cdir.path()).args(["send"]));

@@ -1,0 +1,319 @@
+//! Keys: what each key does on each screen and in each window, looked up in the key map.
+//! Part of `App::update`; returns actions like the rest of it.
+
+use crossterm::event::{Event, KeyCode, KeyEvent};
+use csc_shared::discovery::Via;
+use tui_input::{Input, InputRequest};
+
+use super::links::push_entry;
+use super::*;
+use crate::keymap::{self, Command};
+
+impl App {
+    pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        let command = keymap::lookup(&self.scopes(), &key);
+        if command == Some(Command::Quit) {
+            return vec![Action::Quit];
+        }
+        match &mut self.overlay {
+            Overlay::Help => {
+                if command == Some(Command::Cancel) {
+                    self.overlay = Overlay::None;
+                }
+                return Vec::new();
+            }
+            Overlay::Confirm(target) => {
+                return match command {
+                    Some(Command::Confirm) => {
+                        let server_id = target.server_id;
+                        let text = format!("forgetting {}…", target.name);
+                        self.overlay = Overlay::None;
+                        self.set_status(Level::Info, text);
+                        vec![Action::Forget { server_id }]
+                    }
+                    Some(Command::Cancel) => {
+                        self.overlay = Overlay::None;
+                        Vec::new()
+                    }
+                    _ => Vec::new(),
+                };
+            }
+            Overlay::Address(input) => {
+                return match command {
+                    Some(Command::Confirm) => {
+                        let spec = input.value().trim().to_string();
+                        self.overlay = Overlay::None;
+                        if spec.is_empty() {
+                            return Vec::new();
+                        }
+                        self.set_status(Level::Info, format!("asking {spec} who it is…"));
+                        vec![Action::Probe {
+                            scan: self.scan.id,
+                            spec,
+                            via: Via::Manual,
+                        }]
+                    }
+                    Some(Command::Cancel) => {
+                        self.overlay = Overlay::None;
+                        Vec::new()
+                    }
+                    _ => {
+                        edit(input, &key);
+                        Vec::new()
+                    }
+                };
+            }
+            Overlay::None => {}
+        }
+        match self.screen {
+            Screen::Scan => self.on_scan_key(command),
+            Screen::Servers => self.on_servers_key(command),
+            Screen::Pair => self.on_code_key(command, key),
+            Screen::Console => self.on_console_key(command, key),
+        }
+    }
+
+    pub(super) fn on_scan_key(&mut self, command: Option<Command>) -> Vec<Action> {
+        match command {
+            Some(Command::Help) => self.overlay = Overlay::Help,
+            Some(Command::Up) => self.move_by(-1),
+            Some(Command::Down) => self.move_by(1),
+            Some(Command::Top) => self.move_by(isize::MIN),
+            Some(Command::Bottom) => self.move_by(isize::MAX),
+            Some(Command::Rescan) => {
+                self.status = None;
+                return self.start_scan();
+            }
+            Some(Command::AddAddress) => self.overlay = Overlay::Address(Input::default()),
+            Some(Command::Servers) => {
+                self.screen = Screen::Servers;
+                return vec![Action::LoadServers];
+            }
+            Some(Command::Confirm) => {
+                let Some(host) = self.hosts.get(self.selected).cloned() else {
+                    return Vec::new();
+                };
+                self.declined.remove(&host.server_id);
+                return match self.paired_record(&host.server_id).cloned() {
+                    Some(server) if !self.needs_repair.contains(&host.server_id) => {
+                        self.connect(server, Some(host.addr), false, Some(host.via))
+                    }
+                    _ => self.begin_pairing(&host),
+                };
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    pub(super) fn on_servers_key(&mut self, command: Option<Command>) -> Vec<Action> {
+        let last = self.paired.len().saturating_sub(1);
+        match command {
+            Some(Command::Help) => self.overlay = Overlay::Help,
+            Some(Command::Cancel) => self.screen = Screen::Scan,
+            Some(Command::Up) => self.paired_selected = self.paired_selected.saturating_sub(1),
+            Some(Command::Down) => self.paired_selected = (self.paired_selected + 1).min(last),
+            Some(Command::Top) => self.paired_selected = 0,
+            Some(Command::Bottom) => self.paired_selected = last,
+            Some(Command::Forget) => {
+                if let Some(s) = self.paired.get(self.paired_selected) {
+                    self.overlay = Overlay::Confirm(ForgetTarget {
+                        server_id: s.server_id,
+                        name: s.name.clone(),
+                    });
+                }
+            }
+            Some(Command::Confirm) => {
+                if let Some(server) = self.paired.get(self.paired_selected).cloned() {
+                    self.declined.remove(&server.server_id);
+                    return self.connect(server, None, true, None);
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    pub(super) fn on_code_key(&mut self, command: Option<Command>, key: KeyEvent) -> Vec<Action> {
+        let Some(pair) = self.pairing.as_mut() else {
+            return Vec::new();
+        };
+        match command {
+            Some(Command::Help) => self.overlay = Overlay::Help,
+            Some(Command::Cancel) => {
+                self.pairing = None;
+                self.screen = Screen::Scan;
+                return vec![Action::Hangup];
+            }
+            Some(Command::Confirm) => {
+                if pair.phase != PairPhase::Entering {
+                    return Vec::new();
+                }
+                let typed = pair.input.value().to_string();
+                if typed.len() != usize::from(pair.digits) {
+                    pair.error = Some(format!(
+                        "the code has {} digits; {} typed",
+                        pair.digits,
+                        typed.len()
+                    ));
+                    return Vec::new();
+                }
+                pair.phase = PairPhase::Checking;
+                pair.error = None;
+                return vec![Action::Submit {
+                    link: pair.link,
+                    code: typed,
+                }];
+            }
+            Some(Command::NewCode) => match pair.phase {
+                PairPhase::Failed => {
+                    let (addr, via) = (pair.addr, pair.via);
+                    let (name, id) = (pair.server_name.clone(), pair.server_id);
+                    let actions = self.begin_pairing_at(addr, via, name, id);
+                    return actions;
+                }
+                PairPhase::Entering | PairPhase::Expired => {
+                    pair.phase = PairPhase::Requesting;
+                    pair.input.reset();
+                    pair.error = None;
+                    pair.expires_at = None;
+                    return vec![Action::NewCode { link: pair.link }];
+                }
+                PairPhase::Requesting | PairPhase::Checking => {}
+            },
+            _ => {
+                if pair.phase != PairPhase::Checking {
+                    edit_code(&mut pair.input, usize::from(pair.digits), &key);
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    pub(super) fn on_console_key(
+        &mut self,
+        command: Option<Command>,
+        key: KeyEvent,
+    ) -> Vec<Action> {
+        let page = crate::ui::console_rows(self).max(1);
+        let Some(conn) = self.conn.as_mut() else {
+            return Vec::new();
+        };
+        match command {
+            Some(Command::Cancel) => {
+                if !conn.input.value().is_empty() {
+                    conn.input.reset();
+                    conn.history_pos = None;
+                    return Vec::new();
+                }
+                self.declined.insert(conn.server.server_id);
+                let name = conn.server.name.clone();
+                self.conn = None;
+                self.screen = Screen::Scan;
+                self.set_status(Level::Info, format!("disconnected from {name}"));
+                return vec![Action::Hangup];
+            }
+            Some(Command::Confirm) => {
+                let line = conn.input.value().trim().to_string();
+                if line.is_empty() {
+                    return Vec::new();
+                }
+                conn.input.reset();
+                conn.history_pos = None;
+                conn.draft.clear();
+                if conn.history.last() != Some(&line) {
+                    conn.history.push(line.clone());
+                    if conn.history.len() > HISTORY_CAPACITY {
+                        conn.history.remove(0);
+                    }
+                }
+                let unix = self.clock.unix;
+                push_entry(conn, EntryKind::Command, format!("> {line}"), None, unix);
+                conn.scroll = 0;
+                if !matches!(conn.state, LinkState::Connected { .. }) {
+                    push_entry(
+                        conn,
+                        EntryKind::Error,
+                        "not connected: the task was not sent".into(),
+                        None,
+                        unix,
+                    );
+                    return Vec::new();
+                }
+                let mut words = line.split_whitespace().map(str::to_string);
+                let task = words.next().unwrap_or_default();
+                conn.next_id += 1;
+                return vec![Action::Run {
+                    link: conn.link,
+                    id: conn.next_id,
+                    task,
+                    args: words.collect(),
+                }];
+            }
+            Some(Command::Up) => {
+                if conn.history.is_empty() {
+                    return Vec::new();
+                }
+                let pos = match conn.history_pos {
+                    None => {
+                        conn.draft = conn.input.value().to_string();
+                        conn.history.len() - 1
+                    }
+                    Some(p) => p.saturating_sub(1),
+                };
+                conn.history_pos = Some(pos);
+                conn.input = Input::new(conn.history[pos].clone());
+            }
+            Some(Command::Down) => match conn.history_pos {
+                Some(p) if p + 1 < conn.history.len() => {
+                    conn.history_pos = Some(p + 1);
+                    conn.input = Input::new(conn.history[p + 1].clone());
+                }
+                Some(_) => {
+                    conn.history_pos = None;
+                    conn.input = Input::new(std::mem::take(&mut conn.draft));
+                }
+                None => {}
+            },
+            Some(Command::PageUp) => {
+                let max = conn.line_count().saturating_sub(page);
+                conn.scroll = (conn.scroll + page).min(max);
+            }
+            Some(Command::PageDown) => conn.scroll = conn.scroll.saturating_sub(page),
+            _ => edit(&mut conn.input, &key),
+        }
+        Vec::new()
+    }
+
+    pub(super) fn move_by(&mut self, delta: isize) {
+        let last = self.hosts.len().saturating_sub(1);
+        self.selected = self.selected.saturating_add_signed(delta).min(last);
+        self.keep_selection_visible();
+    }
+
+    pub(super) fn keep_selection_visible(&mut self) {
+        let rows = crate::ui::host_rows(self);
+        self.offset = crate::ui::scroll_into_view(self.offset, self.selected, rows);
+    }
+}
+
+/// Pass an editing key to a text input.
+pub(super) fn edit(input: &mut Input, key: &KeyEvent) {
+    if let Some(req) = tui_input::backend::crossterm::to_input_request(&Event::Key(*key)) {
+        input.handle(req);
+    }
+}
+
+/// Pass a key to the code box: digits up to `max`, editing keys; spaces, dashes and anything
+/// else are skipped, so a code can be typed as it is shown (`123 456`, `123-456`).
+pub(super) fn edit_code(input: &mut Input, max: usize, key: &KeyEvent) {
+    match key.code {
+        KeyCode::Char(c) if c.is_ascii_digit() => {
+            if input.value().len() < max {
+                input.handle(InputRequest::InsertChar(c));
+            }
+        }
+        KeyCode::Char(_) => {}
+        _ => edit(input, key),
+    }
+}

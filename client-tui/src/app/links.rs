@@ -1,0 +1,435 @@
+//! Pairing and sessions as the app sees them: starting them, what their tasks report, the
+//! reconnection timer, and the console entries they leave. Part of `App::update`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use csc_shared::discovery::{Found, Via};
+use csc_shared::identity::PeerId;
+use csc_shared::message::RepairReason;
+use csc_shared::state::PairedServer;
+use serde_json::Value;
+use tui_input::Input;
+
+use super::*;
+
+impl App {
+    pub(super) fn new_link(&mut self) -> u64 {
+        self.next_link += 1;
+        self.next_link
+    }
+
+    pub(super) fn begin_pairing(&mut self, host: &Found) -> Vec<Action> {
+        self.begin_pairing_at(
+            host.addr,
+            Some(host.via),
+            host.name.clone(),
+            Some(host.server_id),
+        )
+    }
+
+    pub(super) fn begin_pairing_at(
+        &mut self,
+        addr: SocketAddr,
+        via: Option<Via>,
+        server_name: String,
+        server_id: Option<PeerId>,
+    ) -> Vec<Action> {
+        let link = self.new_link();
+        self.conn = None;
+        self.pairing = Some(PairState {
+            link,
+            addr,
+            via,
+            server_name,
+            server_id,
+            phase: PairPhase::Requesting,
+            input: Input::default(),
+            digits: csc_shared::pairing::CODE_DIGITS as u8,
+            attempts_left: 0,
+            expires_at: None,
+            retry_at: None,
+            error: None,
+        });
+        self.screen = Screen::Pair;
+        self.status = None;
+        vec![Action::Pair { link, addr }]
+    }
+
+    pub(super) fn connect(
+        &mut self,
+        server: PairedServer,
+        addr: Option<SocketAddr>,
+        discover: bool,
+        via: Option<Via>,
+    ) -> Vec<Action> {
+        let link = self.new_link();
+        self.pairing = None;
+        let mut conn = ConnState::new(link, server.clone(), addr, via);
+        let target = addr
+            .map(|a| format!(" at {a}"))
+            .unwrap_or_else(|| " (saved addresses, then a search)".into());
+        push_entry(
+            &mut conn,
+            EntryKind::Info,
+            format!("connecting to {}{target}…", server.name),
+            None,
+            self.clock.unix,
+        );
+        self.conn = Some(conn);
+        self.screen = Screen::Console;
+        self.status = None;
+        vec![Action::Connect {
+            link,
+            server,
+            addr,
+            discover,
+        }]
+    }
+
+    pub(super) fn on_tick(&mut self, clock: Clock) -> Vec<Action> {
+        self.clock = clock;
+        if let Some(pair) = self.pairing.as_mut()
+            && pair.phase == PairPhase::Entering
+            && pair.expires_at.is_some_and(|t| clock.instant >= t)
+        {
+            // The server only says so when answered; the countdown already knows.
+            pair.phase = PairPhase::Expired;
+            pair.error = Some(Rejection::Expired.text());
+        }
+        if let Some(conn) = self.conn.as_mut()
+            && let LinkState::Waiting { attempt, at, .. } = conn.state
+            && clock.instant >= at
+        {
+            let link = self.next_link + 1;
+            self.next_link = link;
+            conn.link = link;
+            conn.state = LinkState::Connecting { attempt };
+            return vec![Action::Connect {
+                link,
+                server: conn.server.clone(),
+                addr: conn.addr,
+                discover: true,
+            }];
+        }
+        Vec::new()
+    }
+
+    pub(super) fn on_link(&mut self, link: u64, event: LinkEvent) -> Vec<Action> {
+        if let Some(pair) = self.pairing.as_mut()
+            && pair.link == link
+        {
+            return self.on_pairing_event(event);
+        }
+        if self.conn.as_ref().is_some_and(|c| c.link == link) {
+            return self.on_session_event(event);
+        }
+        // A reply may come from a session since replaced; it still belongs in the console.
+        if let (LinkEvent::Reply { id, result, rtt }, Some(conn)) = (&event, self.conn.as_mut()) {
+            push_reply(conn, *id, result.clone(), *rtt, self.clock.unix);
+        }
+        Vec::new()
+    }
+
+    pub(super) fn on_pairing_event(&mut self, event: LinkEvent) -> Vec<Action> {
+        let now = self.clock.instant;
+        let Some(pair) = self.pairing.as_mut() else {
+            return Vec::new();
+        };
+        match event {
+            LinkEvent::Challenge(ch) => {
+                pair.server_name = ch.server_name;
+                pair.server_id = Some(ch.server_id);
+                pair.attempts_left = ch.attempts_left;
+                pair.digits = ch.digits.max(1);
+                pair.expires_at = Some(now + ch.expires_in);
+                pair.phase = PairPhase::Entering;
+                pair.error = None;
+                pair.retry_at = None;
+                Vec::new()
+            }
+            LinkEvent::Rejected { why, ended } => {
+                pair.input.reset();
+                pair.error = Some(why.text());
+                pair.retry_at = match &why {
+                    Rejection::WrongCode {
+                        retry_after: Some(w),
+                        ..
+                    } => Some(now + *w),
+                    _ => None,
+                };
+                if let Rejection::WrongCode { attempts_left, .. } = why {
+                    pair.attempts_left = attempts_left;
+                }
+                pair.phase = if ended {
+                    PairPhase::Failed
+                } else {
+                    match why {
+                        Rejection::Expired | Rejection::Exhausted => {
+                            pair.attempts_left = 0;
+                            PairPhase::Expired
+                        }
+                        _ => PairPhase::Entering,
+                    }
+                };
+                Vec::new()
+            }
+            LinkEvent::Paired(server) => {
+                let (link, addr, via) = (pair.link, pair.addr, pair.via);
+                self.pairing = None;
+                self.needs_repair.remove(&server.server_id);
+                self.declined.remove(&server.server_id);
+                self.upsert_paired(server.clone());
+                self.set_status(
+                    Level::Good,
+                    format!("paired with {} ({})", server.name, server.server_id.short()),
+                );
+                let mut conn = ConnState::new(link, server, Some(addr), via);
+                push_entry(
+                    &mut conn,
+                    EntryKind::Good,
+                    "paired: the code was right".into(),
+                    None,
+                    self.clock.unix,
+                );
+                self.conn = Some(conn);
+                self.screen = Screen::Console;
+                Vec::new()
+            }
+            LinkEvent::ConnectFailed { error, .. } => {
+                pair.phase = PairPhase::Failed;
+                pair.error = Some(error);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn on_session_event(&mut self, event: LinkEvent) -> Vec<Action> {
+        let clock = self.clock;
+        let Some(conn) = self.conn.as_mut() else {
+            return Vec::new();
+        };
+        match event {
+            LinkEvent::Connected {
+                server,
+                addr,
+                via,
+                elapsed,
+            } => {
+                let again = conn.ever_connected;
+                conn.server = server.clone();
+                conn.addr = Some(addr);
+                // The first time, how the person found it; after that, how it was found again.
+                conn.via = if again {
+                    via.or(conn.via)
+                } else {
+                    conn.via.or(via)
+                };
+                conn.state = LinkState::Connected {
+                    since: clock.instant,
+                };
+                conn.ever_connected = true;
+                let how = conn.via.map(|v| format!(" via {v}")).unwrap_or_default();
+                let took = if elapsed.is_zero() {
+                    String::new()
+                } else {
+                    format!(" in {:.1} ms", elapsed.as_secs_f64() * 1000.0)
+                };
+                let text = format!(
+                    "{} {} at {addr}{how}{took}",
+                    if again {
+                        "reconnected to"
+                    } else {
+                        "connected to"
+                    },
+                    server.name,
+                );
+                push_entry(conn, EntryKind::Good, text, None, clock.unix);
+                if !again {
+                    push_entry(
+                        conn,
+                        EntryKind::Info,
+                        "type a task and press Enter: ping, echo TEXT, time, info, …".into(),
+                        None,
+                        clock.unix,
+                    );
+                }
+                if matches!(
+                    self.status,
+                    Some(Status {
+                        level: Level::Error | Level::Warn,
+                        ..
+                    })
+                ) {
+                    self.status = None;
+                }
+                self.upsert_paired(server);
+                Vec::new()
+            }
+            LinkEvent::ConnectFailed { error, repair } => {
+                if let Some(reason) = repair {
+                    return self.repair_required(reason);
+                }
+                if !conn.ever_connected {
+                    let name = conn.server.name.clone();
+                    self.conn = None;
+                    self.screen = Screen::Scan;
+                    self.set_status(Level::Error, format!("cannot connect to {name}: {error}"));
+                    return vec![Action::Hangup];
+                }
+                let attempt = match conn.state {
+                    LinkState::Connecting { attempt } => attempt + 1,
+                    _ => 1,
+                };
+                schedule_retry(conn, attempt, error, clock);
+                Vec::new()
+            }
+            LinkEvent::Closed { reason, repair } => {
+                if let Some(r) = repair {
+                    return self.repair_required(r);
+                }
+                push_entry(
+                    conn,
+                    EntryKind::Error,
+                    format!("connection lost: {reason}"),
+                    None,
+                    clock.unix,
+                );
+                schedule_retry(conn, 1, reason, clock);
+                Vec::new()
+            }
+            LinkEvent::Reply { id, result, rtt } => {
+                push_reply(conn, id, result, rtt, clock.unix);
+                Vec::new()
+            }
+            LinkEvent::Notice { text } => {
+                push_entry(
+                    conn,
+                    EntryKind::Notice,
+                    format!("notice: {text}"),
+                    None,
+                    clock.unix,
+                );
+                Vec::new()
+            }
+            LinkEvent::Paired(_) | LinkEvent::Challenge(_) | LinkEvent::Rejected { .. } => {
+                Vec::new()
+            }
+        }
+    }
+
+    /// The server no longer accepts this client: say so and go back to the scan, where Enter
+    /// on the server pairs again.
+    pub(super) fn repair_required(&mut self, reason: RepairReason) -> Vec<Action> {
+        let Some(conn) = self.conn.take() else {
+            return Vec::new();
+        };
+        let id = conn.server.server_id;
+        self.needs_repair.insert(id);
+        self.screen = Screen::Scan;
+        self.overlay = Overlay::None;
+        if let Some(i) = self.hosts.iter().position(|h| h.server_id == id) {
+            self.selected = i;
+            self.keep_selection_visible();
+        }
+        self.set_status(
+            Level::Error,
+            format!(
+                "re-pair required with {}: {}. Select it and press Enter to pair again.",
+                conn.server.name,
+                reason.describe()
+            ),
+        );
+        vec![Action::Hangup]
+    }
+
+    pub(super) fn upsert_paired(&mut self, server: PairedServer) {
+        match self
+            .paired
+            .iter_mut()
+            .find(|s| s.server_id == server.server_id)
+        {
+            Some(s) => *s = server,
+            None => self.paired.push(server),
+        }
+    }
+}
+
+pub(super) fn schedule_retry(conn: &mut ConnState, attempt: u32, reason: String, clock: Clock) {
+    let wait = backoff(attempt);
+    if attempt > 1 {
+        push_entry(
+            conn,
+            EntryKind::Error,
+            format!("reconnect failed: {reason}"),
+            None,
+            clock.unix,
+        );
+    }
+    push_entry(
+        conn,
+        EntryKind::Info,
+        format!(
+            "reconnecting in {} s (attempt {attempt})",
+            wait.as_secs().max(1)
+        ),
+        None,
+        clock.unix,
+    );
+    conn.state = LinkState::Waiting {
+        attempt,
+        at: clock.instant + wait,
+        reason,
+    };
+}
+
+pub(super) fn push_entry(
+    conn: &mut ConnState,
+    kind: EntryKind,
+    text: String,
+    rtt: Option<Duration>,
+    unix: u64,
+) {
+    if conn.console.len() == CONSOLE_CAPACITY {
+        conn.console.pop_front();
+    }
+    let lines = text.lines().count().max(1);
+    conn.console.push_back(Entry {
+        kind,
+        text,
+        rtt,
+        unix,
+    });
+    if conn.scroll > 0 {
+        // Someone is reading back: keep their lines where they are.
+        conn.scroll += lines;
+    }
+}
+
+pub(super) fn push_reply(
+    conn: &mut ConnState,
+    _id: u64,
+    result: Result<Value, String>,
+    rtt: Duration,
+    unix: u64,
+) {
+    match result {
+        Ok(value) => push_entry(
+            conn,
+            EntryKind::Reply,
+            render_value(&value),
+            Some(rtt),
+            unix,
+        ),
+        Err(e) => push_entry(conn, EntryKind::Error, e, Some(rtt), unix),
+    }
+}
+
+/// A task result as text: strings as they are, anything else as indented JSON.
+pub fn render_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}

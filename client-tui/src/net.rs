@@ -1,0 +1,499 @@
+//! Network work, in tokio tasks: discovery, asking one address who it is, pairing and
+//! sessions. Every task reports over the app's channel as typed [`Msg`]s, tagged with the
+//! search or link id the app gave it.
+//!
+//! Owns: the engine objects (`Discovery`, `Pairing`, `Session`), at most one search and one
+//! pairing-or-session at a time. It must not decide anything: the app asks through
+//! [`Action`]s, and what happened goes back to `App::update`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use csc_shared::client::{Client, ClientError, Pairing, Session, SessionEvent};
+use csc_shared::discovery::{DiscoveryEvent, DiscoveryOptions, Found, Via, discover};
+use csc_shared::pairing::Code;
+use csc_shared::state::PairedServer;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::app::{Action, Challenge, Level, LinkEvent, Msg, Rejection};
+
+/// How long a probe of a single address may take to connect.
+const PROBE_CONNECT: Duration = Duration::from_secs(3);
+
+/// How long a replaced pairing or session gets to close cleanly before it is cut.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// What the app can ask of the pairing or session in progress.
+enum LinkCmd {
+    Submit(Code),
+    NewCode,
+    Run {
+        id: u64,
+        task: String,
+        args: Vec<String>,
+    },
+}
+
+struct Link {
+    id: u64,
+    cmds: mpsc::UnboundedSender<LinkCmd>,
+    task: JoinHandle<()>,
+}
+
+/// The network side of the full-screen app.
+pub struct Net {
+    client: Arc<Client>,
+    discovery: Option<DiscoveryOptions>,
+    port: u16,
+    tx: mpsc::UnboundedSender<Msg>,
+    search: Vec<JoinHandle<()>>,
+    link: Option<Link>,
+}
+
+impl Net {
+    /// Work for `client`, searching with `discovery` (`None`: every method is off), using
+    /// `port` for addresses without one, reporting on `tx`.
+    pub fn new(
+        client: Arc<Client>,
+        discovery: Option<DiscoveryOptions>,
+        port: u16,
+        tx: mpsc::UnboundedSender<Msg>,
+    ) -> Self {
+        Self {
+            client,
+            discovery,
+            port,
+            tx,
+            search: Vec::new(),
+            link: None,
+        }
+    }
+
+    /// Start carrying out `action`; returns at once ([`Action::Quit`] is the loop's).
+    pub fn perform(&mut self, action: Action) {
+        match action {
+            Action::Quit => {}
+            Action::Scan { scan } => {
+                for task in self.search.drain(..) {
+                    task.abort();
+                }
+                if let Some(options) = self.discovery.clone() {
+                    let (dialer, tx) = (self.client.dialer(), self.tx.clone());
+                    self.search.push(tokio::spawn(async move {
+                        let mut search = discover(dialer, options);
+                        while let Some(event) = search.next().await {
+                            if tx.send(Msg::Scan { scan, event }).is_err() {
+                                break;
+                            }
+                        }
+                    }));
+                }
+            }
+            Action::Probe { scan, spec, via } => {
+                let task = tokio::spawn(probe(
+                    self.client.clone(),
+                    spec,
+                    self.port,
+                    via,
+                    scan,
+                    self.tx.clone(),
+                ));
+                self.search.push(task);
+            }
+            Action::Pair { link, addr } => {
+                self.hangup();
+                let (cmds, rx) = mpsc::unbounded_channel();
+                let task = tokio::spawn(pair(
+                    self.client.clone(),
+                    addr,
+                    Reporter {
+                        link,
+                        tx: self.tx.clone(),
+                    },
+                    rx,
+                ));
+                self.link = Some(Link {
+                    id: link,
+                    cmds,
+                    task,
+                });
+            }
+            Action::Connect {
+                link,
+                server,
+                addr,
+                discover,
+            } => {
+                self.hangup();
+                let (cmds, rx) = mpsc::unbounded_channel();
+                let discovery = if discover {
+                    self.discovery.clone()
+                } else {
+                    None
+                };
+                let task = tokio::spawn(connect(
+                    self.client.clone(),
+                    server,
+                    addr,
+                    discovery,
+                    Reporter {
+                        link,
+                        tx: self.tx.clone(),
+                    },
+                    rx,
+                ));
+                self.link = Some(Link {
+                    id: link,
+                    cmds,
+                    task,
+                });
+            }
+            Action::Submit { link, code } => match Code::parse(&code) {
+                Ok(code) => self.send(link, LinkCmd::Submit(code)),
+                Err(e) => self.report(
+                    link,
+                    LinkEvent::Rejected {
+                        why: Rejection::Failed(e.to_string()),
+                        ended: false,
+                    },
+                ),
+            },
+            Action::NewCode { link } => self.send(link, LinkCmd::NewCode),
+            Action::Run {
+                link,
+                id,
+                task,
+                args,
+            } => self.send(link, LinkCmd::Run { id, task, args }),
+            Action::Hangup => self.hangup(),
+            Action::LoadServers => match self.client.servers() {
+                Ok(list) => {
+                    let _ = self.tx.send(Msg::Servers(list));
+                }
+                Err(e) => {
+                    let _ = self.tx.send(Msg::Log(Level::Error, e.to_string()));
+                }
+            },
+            Action::Forget { server_id } => {
+                let (client, tx) = (self.client.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let msg = match client.forget(&server_id.to_hex()).await {
+                        Ok((server, remote)) => Msg::Forgot {
+                            name: server.name,
+                            short: server.server_id.short(),
+                            revoked: remote.map_err(|e| e.to_string()),
+                        },
+                        Err(e) => Msg::Log(Level::Error, format!("cannot forget: {e}")),
+                    };
+                    let _ = tx.send(msg);
+                });
+            }
+        }
+    }
+
+    fn report(&self, link: u64, event: LinkEvent) {
+        let _ = self.tx.send(Msg::Link { link, event });
+    }
+
+    fn send(&self, link: u64, cmd: LinkCmd) {
+        let sent = match &self.link {
+            Some(l) if l.id == link => l.cmds.send(cmd).map_err(|e| e.0),
+            _ => Err(cmd),
+        };
+        // The task has ended (its end was reported); a task typed meanwhile gets an answer.
+        if let Err(LinkCmd::Run { id, .. }) = sent {
+            self.report(
+                link,
+                LinkEvent::Reply {
+                    id,
+                    result: Err("not connected: the task was not sent".into()),
+                    rtt: Duration::ZERO,
+                },
+            );
+        }
+    }
+
+    /// End the pairing or session in progress: it closes cleanly, or is cut after a grace
+    /// period.
+    fn hangup(&mut self) {
+        if let Some(Link { cmds, mut task, .. }) = self.link.take() {
+            drop(cmds);
+            tokio::spawn(async move {
+                if tokio::time::timeout(GRACE, &mut task).await.is_err() {
+                    task.abort();
+                }
+            });
+        }
+    }
+
+    /// Stop everything, giving an open session a moment to say goodbye.
+    pub async fn shutdown(mut self) {
+        for task in self.search.drain(..) {
+            task.abort();
+        }
+        if let Some(Link { cmds, mut task, .. }) = self.link.take() {
+            drop(cmds);
+            if tokio::time::timeout(Duration::from_millis(500), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for task in &self.search {
+            task.abort();
+        }
+        if let Some(link) = &self.link {
+            link.task.abort();
+        }
+    }
+}
+
+/// Sends one link's events to the app.
+struct Reporter {
+    link: u64,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Reporter {
+    fn send(&self, event: LinkEvent) {
+        let _ = self.tx.send(Msg::Link {
+            link: self.link,
+            event,
+        });
+    }
+}
+
+/// Resolve `spec`, connect and ask who is there; a server found is reported like a
+/// discovery result. Failures are reported only for addresses typed by a person.
+async fn probe(
+    client: Arc<Client>,
+    spec: String,
+    port: u16,
+    via: Via,
+    scan: u64,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let started = Instant::now();
+    let dialer = client.dialer();
+    let result: Result<Found, String> = async {
+        let addr = crate::resolve(&spec, port).await.map_err(|f| f.message)?;
+        let tcp = dialer
+            .connect_tcp(addr, PROBE_CONNECT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let who = dialer.probe(tcp, addr).await.map_err(|e| e.to_string())?;
+        Ok(Found {
+            addr,
+            server_id: who.server_id,
+            name: who.name,
+            via,
+            verified: true,
+            elapsed: started.elapsed(),
+        })
+    }
+    .await;
+    let msg = match result {
+        Ok(found) => Msg::Scan {
+            scan,
+            event: DiscoveryEvent::Found(found),
+        },
+        Err(error) if via == Via::Manual => Msg::ProbeFailed { spec, error },
+        Err(_) => return,
+    };
+    let _ = tx.send(msg);
+}
+
+/// How the app sees a refusal.
+fn rejection(e: ClientError) -> Rejection {
+    match e {
+        ClientError::WrongCode {
+            attempts_left,
+            retry_after,
+        } => Rejection::WrongCode {
+            attempts_left,
+            retry_after,
+        },
+        ClientError::CodeExpired => Rejection::Expired,
+        ClientError::CodeExhausted => Rejection::Exhausted,
+        ClientError::PairingRefused {
+            reason,
+            retry_after,
+        } => Rejection::Refused(match retry_after {
+            Some(w) if !w.is_zero() => format!(
+                "{}; try again in {:.0} s",
+                reason.describe(),
+                w.as_secs_f64().ceil()
+            ),
+            _ => reason.describe().to_string(),
+        }),
+        other => Rejection::Failed(other.to_string()),
+    }
+}
+
+fn challenge(pairing: &Pairing) -> Challenge {
+    let ch = pairing.challenge();
+    Challenge {
+        server_name: ch.server_name.clone(),
+        server_id: ch.server_id,
+        expires_in: ch
+            .expires_at
+            .saturating_duration_since(tokio::time::Instant::now()),
+        attempts_left: ch.attempts_left,
+        digits: ch.code_digits,
+    }
+}
+
+/// Ask `addr` for a code, answer with what the person types until it is right, then carry on
+/// as a session on the same connection.
+async fn pair(
+    client: Arc<Client>,
+    addr: SocketAddr,
+    out: Reporter,
+    mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
+) {
+    let mut pairing = match client.start_pairing(addr).await {
+        Ok(p) => p,
+        Err(e) => {
+            out.send(LinkEvent::Rejected {
+                why: rejection(e),
+                ended: true,
+            });
+            return;
+        }
+    };
+    out.send(LinkEvent::Challenge(challenge(&pairing)));
+    let paired: PairedServer = loop {
+        let Some(cmd) = cmds.recv().await else {
+            return;
+        };
+        match cmd {
+            LinkCmd::Submit(code) => match pairing.submit(&code).await {
+                Ok(p) => break p,
+                Err(e) => {
+                    let why = rejection(e);
+                    let ended = matches!(why, Rejection::Failed(_));
+                    out.send(LinkEvent::Rejected { why, ended });
+                    if ended {
+                        return;
+                    }
+                }
+            },
+            LinkCmd::NewCode => {
+                if pairing.request_new_code(client.name()).await.is_err() {
+                    // The server drops an idle connection some seconds after a code ends:
+                    // start over on a new one.
+                    match client.start_pairing(addr).await {
+                        Ok(p) => pairing = p,
+                        Err(e) => {
+                            out.send(LinkEvent::Rejected {
+                                why: rejection(e),
+                                ended: true,
+                            });
+                            return;
+                        }
+                    }
+                }
+                out.send(LinkEvent::Challenge(challenge(&pairing)));
+            }
+            LinkCmd::Run { id, .. } => out.send(LinkEvent::Reply {
+                id,
+                result: Err("not connected yet".into()),
+                rtt: Duration::ZERO,
+            }),
+        }
+    };
+    out.send(LinkEvent::Paired(paired));
+    match pairing.into_session() {
+        Ok(session) => {
+            out.send(LinkEvent::Connected {
+                server: session.server().clone(),
+                addr: session.addr(),
+                via: None,
+                elapsed: Duration::ZERO,
+            });
+            serve(session, out, cmds).await;
+        }
+        Err(e) => out.send(LinkEvent::ConnectFailed {
+            error: e.to_string(),
+            repair: None,
+        }),
+    }
+}
+
+/// Open a session with a paired server (the given address and the saved ones first, then a
+/// search when `discovery` is set), then serve it.
+async fn connect(
+    client: Arc<Client>,
+    server: PairedServer,
+    addr: Option<SocketAddr>,
+    discovery: Option<DiscoveryOptions>,
+    out: Reporter,
+    cmds: mpsc::UnboundedReceiver<LinkCmd>,
+) {
+    match client.connect_auto(&server, addr, discovery).await {
+        Ok(reached) => {
+            out.send(LinkEvent::Connected {
+                server: reached.session.server().clone(),
+                addr: reached.session.addr(),
+                via: Some(reached.via),
+                elapsed: reached.elapsed,
+            });
+            serve(reached.session, out, cmds).await;
+        }
+        Err(e) => {
+            let repair = match &e {
+                ClientError::RepairRequired { reason } => Some(*reason),
+                _ => None,
+            };
+            out.send(LinkEvent::ConnectFailed {
+                error: e.to_string(),
+                repair,
+            });
+        }
+    }
+}
+
+/// Run tasks the app sends and pass on what the server pushes, until either side ends it.
+/// Tasks run one at a time; a notice that arrives meanwhile waits for the reply.
+async fn serve(mut session: Session, out: Reporter, mut cmds: mpsc::UnboundedReceiver<LinkCmd>) {
+    loop {
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                None => {
+                    session.close().await;
+                    return;
+                }
+                Some(LinkCmd::Run { id, task, args }) => {
+                    let started = Instant::now();
+                    let result = session.request(&task, args).await;
+                    let rtt = started.elapsed();
+                    let result = result.map_err(|e| match e {
+                        ClientError::Task { code, message } => format!("error ({code}): {message}"),
+                        other => format!("error: {other}"),
+                    });
+                    out.send(LinkEvent::Reply { id, result, rtt });
+                }
+                Some(LinkCmd::Submit(_) | LinkCmd::NewCode) => {}
+            },
+            event = session.next_event() => match event {
+                Some(SessionEvent::Notice { text, .. }) => out.send(LinkEvent::Notice { text }),
+                Some(SessionEvent::Closed { reason, repair }) => {
+                    out.send(LinkEvent::Closed { reason, repair });
+                    return;
+                }
+                None => {
+                    out.send(LinkEvent::Closed { reason: "session ended".into(), repair: None });
+                    return;
+                }
+            },
+        }
+    }
+}

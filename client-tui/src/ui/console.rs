@@ -1,0 +1,310 @@
+//! The connected screen: which server, over which address, the connection state (with the
+//! reconnection countdown) and the token's expiry; the console with tasks, replies and their
+//! round-trip times, and notices; the task input. Only the console lines that fit are built.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget};
+use tui_input::Input;
+
+use super::{Theme, clock, in_words, seconds_until, token_expiry};
+use crate::app::{App, ConnState, Entry, EntryKind, LinkState};
+
+/// Rows above the console: the server line, and in the full layout the token line.
+fn info_rows(compact: bool) -> u16 {
+    if compact { 1 } else { 2 }
+}
+
+/// Rows of the task input, borders included.
+fn input_rows(compact: bool) -> u16 {
+    if compact { 1 } else { 3 }
+}
+
+/// Console lines that fit in `body`.
+pub fn console_rows(body: Rect, compact: bool) -> usize {
+    let chrome = info_rows(compact) + input_rows(compact) + if compact { 1 } else { 2 };
+    body.height.saturating_sub(chrome) as usize
+}
+
+fn split(area: Rect, compact: bool) -> [Rect; 3] {
+    Layout::vertical([
+        Constraint::Length(info_rows(compact)),
+        Constraint::Fill(1),
+        Constraint::Length(input_rows(compact)),
+    ])
+    .areas(area)
+}
+
+/// Where the input text goes.
+fn input_text_area(area: Rect, compact: bool) -> Rect {
+    let [_, _, input] = split(area, compact);
+    let inner = if compact {
+        input
+    } else {
+        Block::bordered().inner(input)
+    };
+    // After the "> " prompt.
+    Rect {
+        x: inner.x + 2,
+        width: inner.width.saturating_sub(2),
+        ..inner
+    }
+}
+
+pub fn cursor(app: &App, body: Rect, compact: bool) -> Option<(u16, u16)> {
+    let conn = app.conn.as_ref()?;
+    let area = input_text_area(body, compact);
+    if area.is_empty() {
+        return None;
+    }
+    let width = area.width as usize;
+    let scroll = conn.input.visual_scroll(width.saturating_sub(1));
+    let x = conn.input.visual_cursor().saturating_sub(scroll) as u16;
+    Some((area.x + x.min(area.width - 1), area.y))
+}
+
+pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
+    let Some(conn) = &app.conn else {
+        return;
+    };
+    let [info, console, input] = split(area, compact);
+    info_lines(app, conn, theme, info, compact, buf);
+    console_pane(conn, theme, console, compact, buf);
+    input_line(&conn.input, theme, area, input, compact, buf);
+}
+
+fn state_span(app: &App, conn: &ConnState, theme: Theme, compact: bool) -> Span<'static> {
+    let now = app.clock.instant;
+    match &conn.state {
+        LinkState::Connected { since } => {
+            let up = now.saturating_duration_since(*since).as_secs();
+            if compact {
+                Span::styled("● connected", theme.good())
+            } else {
+                Span::styled(format!("● connected {}", in_words(up)), theme.good())
+            }
+        }
+        LinkState::Connecting { attempt: 0 } => Span::styled("connecting…", theme.warn()),
+        LinkState::Connecting { attempt } => Span::styled(
+            if compact {
+                "reconnecting…".to_string()
+            } else {
+                format!("reconnecting… (attempt {attempt})")
+            },
+            theme.warn(),
+        ),
+        LinkState::Waiting { attempt, at, .. } => {
+            let secs = seconds_until(now, *at);
+            Span::styled(
+                if compact {
+                    format!("retry in {secs} s")
+                } else {
+                    format!("○ lost: retry in {secs} s (attempt {attempt})")
+                },
+                theme.error(),
+            )
+        }
+    }
+}
+
+fn info_lines(
+    app: &App,
+    conn: &ConnState,
+    theme: Theme,
+    area: Rect,
+    compact: bool,
+    buf: &mut Buffer,
+) {
+    let server = &conn.server;
+    let [first, second] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+    let mut spans = vec![
+        Span::raw(" "),
+        Span::styled(server.name.clone(), theme.title()),
+        Span::raw(" "),
+        Span::styled(server.server_id.short(), theme.dim()),
+    ];
+    if !compact {
+        if let Some(addr) = conn.addr {
+            spans.push(Span::raw(format!("  {addr}")));
+        }
+        if let Some(via) = conn.via {
+            spans.push(Span::styled(format!(" via {via}"), theme.dim()));
+        }
+    }
+    Paragraph::new(Line::from(spans)).render(first, buf);
+    let mut state = vec![state_span(app, conn, theme, compact), Span::raw(" ")];
+    if compact {
+        state.insert(0, Span::raw(" "));
+    }
+    Paragraph::new(Line::from(state))
+        .alignment(Alignment::Right)
+        .render(first, buf);
+    if compact {
+        return;
+    }
+    let mut second_line = vec![
+        Span::styled(" token expires ", theme.dim()),
+        Span::raw(token_expiry(app.clock.unix, server.token_expires_at)),
+    ];
+    if let LinkState::Waiting { reason, .. } = &conn.state {
+        second_line.push(Span::styled(format!(" · {reason}"), theme.dim()));
+    }
+    Paragraph::new(Line::from(second_line)).render(second, buf);
+}
+
+/// One screen line of the console.
+struct Piece<'a> {
+    entry: &'a Entry,
+    text: &'a str,
+    first: bool,
+    last: bool,
+}
+
+fn console_pane(conn: &ConnState, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
+    let mut title = vec![Span::styled(" Console ", theme.title())];
+    if conn.scroll > 0 {
+        title.push(Span::styled(
+            format!(" ↓ {} newer (PgDn) ", conn.scroll),
+            theme.dim(),
+        ));
+    }
+    let block = Block::default()
+        .borders(if compact { Borders::TOP } else { Borders::ALL })
+        .title(Line::from(title))
+        .border_style(theme.border());
+    let inner = block.inner(area);
+    let rows = inner.height as usize;
+    // Long lines wrap (by characters: replies are mostly plain text and JSON).
+    let width = (inner.width as usize)
+        .saturating_sub(if compact { 0 } else { TIME_WIDTH })
+        .max(1);
+    // Walk back from the newest entry only as far as the screen needs.
+    let mut pieces: Vec<Piece> = Vec::new();
+    let need = rows + conn.scroll;
+    for entry in conn.console.iter().rev() {
+        let lines: Vec<&str> = if entry.text.is_empty() {
+            vec![""]
+        } else {
+            entry.text.lines().flat_map(|l| wrap(l, width)).collect()
+        };
+        let count = lines.len();
+        for (i, text) in lines.iter().enumerate().rev() {
+            pieces.push(Piece {
+                entry,
+                text,
+                first: i == 0,
+                last: i + 1 == count,
+            });
+        }
+        if pieces.len() >= need {
+            break;
+        }
+    }
+    let skip = conn.scroll.min(pieces.len().saturating_sub(rows));
+    let shown: Vec<Line> = pieces
+        .iter()
+        .skip(skip)
+        .take(rows)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .map(|p| piece_line(p, theme, compact))
+        .collect();
+    Paragraph::new(shown).block(block).render(area, buf);
+}
+
+/// Width of the `HH:MM:SS ` column.
+const TIME_WIDTH: usize = 9;
+
+/// `line` cut into pieces of at most `width` characters, after a space where there is one
+/// (one empty piece for an empty line).
+fn wrap(line: &str, width: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = line;
+    while rest.chars().count() > width {
+        let hard = rest
+            .char_indices()
+            .nth(width)
+            .map(|(i, _)| i)
+            .unwrap_or(rest.len());
+        let cut = match rest[..hard].rfind(' ') {
+            Some(space) if space > 0 => space + 1,
+            _ => hard,
+        };
+        pieces.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    pieces.push(rest);
+    pieces
+}
+
+fn piece_line<'a>(p: &Piece<'a>, theme: Theme, compact: bool) -> Line<'a> {
+    let mut spans = Vec::new();
+    if !compact {
+        spans.push(Span::styled(
+            if p.first {
+                format!("{} ", clock(p.entry.unix))
+            } else {
+                " ".repeat(TIME_WIDTH)
+            },
+            theme.dim(),
+        ));
+    }
+    spans.push(Span::styled(p.text, theme.entry(p.entry.kind)));
+    // The round-trip time closes the reply (after the last line of a multi-line one).
+    if p.last
+        && let Some(rtt) = p.entry.rtt
+        && matches!(p.entry.kind, EntryKind::Reply | EntryKind::Error)
+        && !rtt.is_zero()
+    {
+        spans.push(Span::styled(
+            format!("  ({:.1} ms)", rtt.as_secs_f64() * 1000.0),
+            theme.dim(),
+        ));
+    }
+    Line::from(spans)
+}
+
+fn input_line(
+    input: &Input,
+    theme: Theme,
+    body: Rect,
+    area: Rect,
+    compact: bool,
+    buf: &mut Buffer,
+) {
+    if !compact {
+        Block::bordered()
+            .title(Span::styled(" Task ", theme.focused_title()))
+            .border_style(theme.focused_border())
+            .render(area, buf);
+    }
+    let text_area = input_text_area(body, compact);
+    let prompt = Rect {
+        x: text_area.x.saturating_sub(2),
+        width: 2,
+        ..text_area
+    };
+    Paragraph::new(Span::styled("> ", theme.key())).render(prompt, buf);
+    let width = text_area.width as usize;
+    let scroll = input.visual_scroll(width.saturating_sub(1));
+    let shown: String = input.value().chars().skip(scroll).collect();
+    Paragraph::new(Line::from(shown)).render(text_area, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn long_lines_wrap_by_characters() {
+        assert_eq!(wrap("", 4), vec![""]);
+        assert_eq!(wrap("abcd", 4), vec!["abcd"]);
+        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("ab cd efg", 6), vec!["ab cd ", "efg"]);
+        assert_eq!(wrap("ab cdefgh", 4), vec!["ab ", "cdef", "gh"]);
+        assert_eq!(wrap("ééééé", 2), vec!["éé", "éé", "é"]);
+    }
+}
