@@ -24,7 +24,17 @@ struct Proc {
 
 fn start(dir: &Path) -> Proc {
     let mut child = Command::new(BIN)
-        .args(["--bind", "127.0.0.1", "--port", "0", "--json", "--no-mdns", "--backoff", "1ms", "--state-dir"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--json",
+            "--no-mdns",
+            "--backoff",
+            "1ms",
+            "--state-dir",
+        ])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -44,7 +54,10 @@ fn start(dir: &Path) -> Proc {
     let first = lines.recv_timeout(Duration::from_secs(10));
     let Ok(first) = first else {
         let out = child.wait_with_output().unwrap();
-        panic!("server did not start: {}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "server did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     assert_eq!(first["event"], "listening", "{first}");
     Proc {
@@ -66,11 +79,24 @@ impl Rng {
 }
 
 fn registry(dir: &Path) -> HashSet<String> {
-    let out = Command::new(BIN).args(["clients", "--json", "--state-dir"]).arg(dir).output().unwrap();
-    assert!(out.status.success(), "state did not load: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["clients", "--json", "--state-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "state did not load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["client_id"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["client_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -92,7 +118,9 @@ async fn sigkill_at_random_moments_loses_no_pairing_and_revives_no_revocation() 
             let pid = server.child.id();
             std::thread::spawn(move || {
                 std::thread::sleep(delay);
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
             })
         };
         if revoke {
@@ -100,7 +128,13 @@ async fn sigkill_at_random_moments_loses_no_pairing_and_revives_no_revocation() 
             let out = tokio::task::spawn_blocking({
                 let dir = sdir.path().to_path_buf();
                 let v = victim.clone();
-                move || Command::new(BIN).args(["forget", &v, "--state-dir"]).arg(&dir).output().unwrap()
+                move || {
+                    Command::new(BIN)
+                        .args(["forget", &v, "--state-dir"])
+                        .arg(&dir)
+                        .output()
+                        .unwrap()
+                }
             })
             .await
             .unwrap();
@@ -112,13 +146,16 @@ async fn sigkill_at_random_moments_loses_no_pairing_and_revives_no_revocation() 
             }
         } else {
             let cdir = tempfile::tempdir().unwrap();
-            let client = Client::open(cdir.path(), &format!("c{i}"), ClientOptions::default()).unwrap();
+            let client =
+                Client::open(cdir.path(), &format!("c{i}"), ClientOptions::default()).unwrap();
             let id = client.id().to_hex();
             if let Ok(mut p) = client.start_pairing(addr).await {
                 // The operator's screen (stdout) shows the code.
                 let code = loop {
                     match server.lines.recv_timeout(Duration::from_millis(200)) {
-                        Ok(v) if v["event"] == "pair_request" => break v["code"].as_str().map(str::to_string),
+                        Ok(v) if v["event"] == "pair_request" => {
+                            break v["code"].as_str().map(str::to_string);
+                        }
                         Ok(_) => continue,
                         Err(_) => break None,
                     }
@@ -147,9 +184,15 @@ async fn sigkill_at_random_moments_loses_no_pairing_and_revives_no_revocation() 
         let _ = server.child.wait();
         let on_disk = registry(sdir.path());
         let lost: Vec<_> = paired.difference(&on_disk).collect();
-        assert!(lost.is_empty(), "iteration {i} (seed {seed}): reported pairings lost: {lost:?}");
+        assert!(
+            lost.is_empty(),
+            "iteration {i} (seed {seed}): reported pairings lost: {lost:?}"
+        );
         let back: Vec<_> = revoked.intersection(&on_disk).collect();
-        assert!(back.is_empty(), "iteration {i} (seed {seed}): revoked clients came back: {back:?}");
+        assert!(
+            back.is_empty(),
+            "iteration {i} (seed {seed}): revoked clients came back: {back:?}"
+        );
     }
     eprintln!(
         "200 SIGKILLs survived: {} pairings reported and kept, {} revocations reported and kept (seed {seed})",
@@ -157,7 +200,12 @@ async fn sigkill_at_random_moments_loses_no_pairing_and_revives_no_revocation() 
         revoked.len()
     );
     // The loop exercised both paths.
-    assert!(!paired.is_empty() && !revoked.is_empty(), "paired {} revoked {}", paired.len(), revoked.len());
+    assert!(
+        !paired.is_empty() && !revoked.is_empty(),
+        "paired {} revoked {}",
+        paired.len(),
+        revoked.len()
+    );
     // And the state still starts a server.
     let s = start(sdir.path());
     drop(s.lines);
