@@ -112,7 +112,7 @@ async fn sigkill_at_random_moments_loses_no_pairing_and_revives_no_revocation() 
         let mut server = start(sdir.path());
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.port));
         // Either pair a new client or revoke a known one; the kill lands anywhere in it.
-        let revoke = !clients.is_empty() && rng.next() % 3 == 0;
+        let revoke = !clients.is_empty() && rng.next().is_multiple_of(3);
         let delay = Duration::from_micros(rng.next() % 30_000);
         let killer = {
             let pid = server.child.id();
