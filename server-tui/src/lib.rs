@@ -169,6 +169,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
+    // Every session holds a socket, and the usual soft limit of 1,024 open files would stop
+    // the server near a thousand clients: lift it as far as the hard limit allows.
+    let fd_limit = csc_shared::discovery::raise_fd_limit();
+    tracing::debug!("open-files limit {fd_limit}");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let server =
         Server::open(dir, config(cli), Tasks::with_builtins(), Some(tx)).map_err(|e| match e {

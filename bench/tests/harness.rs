@@ -1,0 +1,84 @@
+//! The harness at tiny size against the real `server-tui` binary, so it never rots: every
+//! phase runs, every reply is checked by the harness itself, and the counts must add up.
+//! No timing is asserted.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Build the real `server-tui` with this test's profile and return its path.
+fn server_bin() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "server-tui",
+            "--bin",
+            "server-tui",
+            "--offline",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building server-tui failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "server-tui")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reports the server-tui executable")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_run_against_the_real_server() {
+    let mut opts = bench::Options::tiny(server_bin());
+    opts.verbose = true;
+    let report = bench::run(&opts).await.expect("the tiny run completes");
+
+    let pairings = opts.reps * (opts.pairings + opts.pairing_workers * opts.pairings_per_worker);
+    assert_eq!(report.pairing.latency.samples, opts.reps * opts.pairings);
+    assert_eq!(report.pairing.per_sec.reps, opts.reps);
+    assert!(pairings >= opts.identities);
+
+    let reconnect = report.reconnect.as_ref().expect("reconnects ran");
+    assert_eq!(reconnect.latency.samples, opts.reps * opts.reconnects);
+    assert_eq!(reconnect.per_sec.reps, opts.reps);
+
+    let tasks = report.tasks.as_ref().expect("tasks ran");
+    assert_eq!(tasks.suite, tasks.base_suite);
+    assert_eq!(tasks.echo.len(), opts.echo.len());
+    for (e, plan) in tasks.echo.iter().zip(&opts.echo) {
+        assert_eq!(e.size, plan.size);
+        for samples in [e.rtt.samples, e.base_rtt.samples, e.raw_rtt.samples] {
+            assert_eq!(samples, opts.reps * plan.rtt_requests);
+        }
+        for reps in [e.rate.reps, e.base_rate.reps, e.raw_rate.reps] {
+            assert_eq!(reps, opts.reps);
+        }
+    }
+    assert_eq!(tasks.ping.samples, opts.reps * opts.pings);
+
+    assert_eq!(report.many.len(), 1);
+    let m = &report.many[0];
+    assert_eq!(m.n, 50);
+    assert!(m.skipped.is_none(), "{:?}", m.skipped);
+    assert_eq!(m.identities, opts.identities);
+    assert_eq!(m.recipients, vec![50; opts.notices]);
+    assert_eq!(m.ping.samples, opts.pings_under_load);
+    assert!(m.rss_after_kib > 0);
+    assert!(
+        report.server_warnings.is_empty(),
+        "{:?}",
+        report.server_warnings
+    );
+
+    // The report renders every row.
+    let table = report.markdown();
+    assert!(table.contains("pairing, request → stored token"));
+    assert!(table.contains("50 clients: notice to all"));
+}
