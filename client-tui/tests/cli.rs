@@ -2,8 +2,12 @@
 //! `client-tui` pairing with the code taken from the server's output, as a person would type
 //! it. Covers every documented exit code.
 
+mod common;
+
+use common::server_bin;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -11,25 +15,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_client-tui");
-
-/// The server binary sits next to ours; build it if this package is tested alone.
-fn server_bin() -> PathBuf {
-    let path =
-        Path::new(CLIENT).with_file_name(format!("server-tui{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "server-tui", "--bin", "server-tui"])
-            .status()
-            .expect("cargo runs");
-        assert!(
-            status.success() && path.exists(),
-            "cannot build {}",
-            path.display()
-        );
-    }
-    path
-}
 
 struct Server {
     child: Child,

@@ -2,8 +2,11 @@
 //! moments, 200 times, while it saves pairings. Its state file always loads, and a pairing
 //! it reported stays saved.
 
+mod common;
+
+use common::server_bin;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -11,21 +14,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_client-tui");
-
-fn server_bin() -> std::path::PathBuf {
-    let path =
-        Path::new(CLIENT).with_file_name(format!("server-tui{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "server-tui", "--bin", "server-tui"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok && path.exists(), "cannot build {}", path.display());
-    }
-    path
-}
 
 #[test]
 fn sigkill_during_pairing_never_corrupts_or_loses_the_client_state() {

@@ -5,8 +5,12 @@
 
 mod lab;
 
+mod common;
+
+use common::server_bin;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -34,21 +38,6 @@ fn settle(last: &mut Option<std::time::Instant>) {
             std::thread::sleep(ready - now);
         }
     }
-}
-
-fn server_bin() -> PathBuf {
-    let path =
-        Path::new(CLIENT).with_file_name(format!("server-tui{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "server-tui", "--bin", "server-tui"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok && path.exists(), "cannot build {}", path.display());
-    }
-    path
 }
 
 /// A server process inside a lab host; killed on drop (before the lab goes).

@@ -6,10 +6,14 @@
 //! is limited to 127.0.0.1/32, without broadcast or mDNS.
 #![cfg(target_os = "linux")]
 
+mod common;
+
+use common::server_bin;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -20,25 +24,6 @@ use serde_json::Value;
 const CLIENT: &str = env!("CARGO_BIN_EXE_client-tui");
 const ROWS: u16 = 30;
 const COLS: u16 = 100;
-
-/// The server binary sits next to ours; build it if this package is tested alone.
-fn server_bin() -> PathBuf {
-    let path =
-        Path::new(CLIENT).with_file_name(format!("server-tui{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "server-tui", "--bin", "server-tui"])
-            .status()
-            .expect("cargo runs");
-        assert!(
-            status.success() && path.exists(),
-            "cannot build {}",
-            path.display()
-        );
-    }
-    path
-}
 
 /// A headless server on an ephemeral loopback port; its JSON events are read in a thread.
 struct Server {
