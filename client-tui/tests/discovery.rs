@@ -330,6 +330,50 @@ fn a_paired_server_that_changes_address_is_found_again_without_pairing() {
     assert_eq!(server.seen("pair_request"), 0, "no new pairing");
 }
 
+/// The address a server leaves is soon taken by another machine. The client still has the
+/// old holder's MAC cached for that address; the newcomer's announcement must be enough.
+#[test]
+fn a_server_on_an_address_another_server_just_left_is_found() {
+    let mut last = serial();
+    let Some(lab) = Lab::up(3, "10.213.0") else {
+        return;
+    };
+    let (s1, s2, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = Server::start(&lab, 1, s1.path(), "a", &["--no-mdns"]);
+    let b = Server::start(&lab, 2, s2.path(), "b", &["--no-mdns"]);
+    let sweep = |last: &mut _| {
+        let events = scan(&lab, 3, c.path(), &["--no-broadcast", "--no-mdns"], last);
+        let mut hits: Vec<(String, String)> = found(&events)
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().into(),
+                    e["addr"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        hits.sort();
+        hits
+    };
+    let at = |name: &str, addr: &str| (name.to_string(), addr.to_string());
+    assert_eq!(
+        sweep(&mut last),
+        vec![at("a", &lab.addr(1)), at("b", &lab.addr(2))]
+    );
+    // b moves away and a takes b's address while the client's cache still points at b.
+    lab.set_addr(2, "10.213.0.50/24");
+    lab.set_addr(1, &format!("{}/24", lab.addr(2)));
+    assert_eq!(
+        sweep(&mut last),
+        vec![at("a", &lab.addr(2)), at("b", "10.213.0.50")]
+    );
+    drop((a, b));
+}
+
 #[test]
 fn a_sweep_of_a_22_finds_every_server_at_random_addresses() {
     let mut last = serial();

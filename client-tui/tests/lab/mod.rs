@@ -141,12 +141,75 @@ impl Lab {
         c
     }
 
-    /// Replace host `i`'s address (a DHCP change).
+    /// Replace host `i`'s address (a DHCP change), and announce it as DHCP clients do.
     pub fn set_addr(&self, i: usize, cidr: &str) {
         let h = self.ns(i);
         must(&["-n", &h, "addr", "flush", "dev", "eth0"]);
         must(&["-n", &h, "addr", "add", cidr, "brd", "+", "dev", "eth0"]);
         must(&["-n", &h, "route", "replace", "224.0.0.0/4", "dev", "eth0"]);
+        let addr = cidr
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("an IPv4 address");
+        self.announce(i, addr);
+    }
+
+    /// Send one gratuitous ARP (an RFC 5227 announcement) for `ip` from host `i`'s eth0,
+    /// as DHCP clients do after taking an address. Without it, a neighbour that talked to
+    /// the address's previous holder keeps sending to that machine's MAC for up to a
+    /// minute, and no sweep can reach the new holder. `ip addr add` sends none.
+    pub fn announce(&self, i: usize, addr: std::net::Ipv4Addr) {
+        let link = ip(&["-n", &self.ns(i), "-o", "link", "show", "eth0"]);
+        let text = String::from_utf8_lossy(&link.stdout).to_string();
+        let ifindex: i32 = text.split(':').next().unwrap().trim().parse().unwrap();
+        let mac: Vec<u8> = text
+            .split("link/ether ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("eth0 has a MAC")
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect();
+        let ns = std::fs::File::open(format!("/var/run/netns/{}", self.ns(i))).unwrap();
+        // setns changes only the calling thread, so send from a thread of its own.
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: plain syscalls on descriptors owned here; buffers outlive the calls.
+            unsafe {
+                assert_eq!(libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns");
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+                assert!(fd >= 0, "AF_PACKET socket");
+                let mut frame = Vec::with_capacity(42);
+                frame.extend_from_slice(&[0xff; 6]);
+                frame.extend_from_slice(&mac);
+                frame.extend_from_slice(&[0x08, 0x06]); // ARP
+                frame.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]); // Ethernet/IPv4 request
+                frame.extend_from_slice(&mac);
+                frame.extend_from_slice(&addr.octets()); // sender = target: gratuitous
+                frame.extend_from_slice(&[0; 6]);
+                frame.extend_from_slice(&addr.octets());
+                let mut to: libc::sockaddr_ll = std::mem::zeroed();
+                to.sll_family = libc::AF_PACKET as u16;
+                to.sll_protocol = 0x0806u16.to_be();
+                to.sll_ifindex = ifindex;
+                to.sll_halen = 6;
+                to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+                let sent = libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const to).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                libc::close(fd);
+                assert_eq!(sent, frame.len() as isize, "gratuitous ARP sent");
+            }
+        })
+        .join()
+        .expect("gratuitous ARP");
     }
 
     /// Give host `i` another address.
