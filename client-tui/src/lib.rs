@@ -4,7 +4,6 @@
 //!
 //! Layout of the full-screen interface, ratatui style:
 //! - `app`: state and the one `update` function (keys, ticks, network news in; actions out);
-//! - `event`: merges terminal events, ticks and the network tasks' messages into one stream;
 //! - `net`: the engine calls, in tokio tasks that report over a channel;
 //! - `ui`: pure drawing of the state;
 //! - `keymap`: key bindings as data, also the source of the footer and help;
@@ -12,7 +11,6 @@
 
 mod app;
 pub mod cli;
-mod event;
 mod headless;
 mod keymap;
 mod net;
@@ -99,21 +97,12 @@ pub fn process_elapsed() -> std::time::Duration {
 /// Entry point used by `main`: logging, runtime, run, exit code.
 pub fn main_with(cli: Cli) -> ExitCode {
     process_elapsed();
-    init_logging(wants_tui(&cli));
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("client-tui: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILURE);
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(f) => {
-            eprintln!("client-tui: {}", f.message);
-            ExitCode::from(f.code)
-        }
-    }
+    // Under the full-screen interface, log lines go to the screen instead of over the picture
+    // (and to stderr again once the terminal is given back).
+    tui_kit::log::init(wants_tui(&cli), false);
+    tui_kit::terminal::block_on("client-tui", async {
+        run(cli).await.map_err(|f| (f.code, f.message))
+    })
 }
 
 /// Whether this run gets the full-screen interface: no subcommand, on a terminal, and not
@@ -121,38 +110,6 @@ pub fn main_with(cli: Cli) -> ExitCode {
 fn wants_tui(cli: &Cli) -> bool {
     use std::io::IsTerminal;
     cli.command.is_none() && !cli.no_tui && !cli.json && std::io::stdout().is_terminal()
-}
-
-/// Colour unless `--no-color` or a non-empty `NO_COLOR` (<https://no-color.org>).
-fn wants_color(cli: &Cli) -> bool {
-    !cli.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-fn init_logging(tui: bool) {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter: Targets = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::WARN));
-    // Under the full-screen interface, log lines go to its status line instead of over the
-    // picture (and to stderr again once the terminal is given back).
-    let layer = if tui {
-        tracing_subscriber::fmt::layer()
-            .with_writer(tui::LogRouter)
-            .with_ansi(false)
-            .without_time()
-            .boxed()
-    } else {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::env::var_os("NO_COLOR").is_none())
-            .boxed()
-    };
-    let _ = tracing_subscriber::registry()
-        .with(layer)
-        .with(filter)
-        .try_init();
 }
 
 fn state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
@@ -240,7 +197,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Some(Command::Send { task, args }) => {
             headless::send(&client, &cli, task, args.clone(), out).await
         }
-        None if wants_tui(&cli) => tui::run(client, &cli, wants_color(&cli)).await,
+        None if wants_tui(&cli) => {
+            tui::run(client, &cli, tui_kit::terminal::wants_color(cli.no_color)).await
+        }
         None => headless::interactive(&client, &cli, out).await,
     }
 }

@@ -10,20 +10,21 @@ mod common;
 
 use common::server_bin;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use csc_shared::server::control::{ControlReply, ControlRequest};
 use serde_json::Value;
+use tui_kit::pty::Pty;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_client-tui");
 const ROWS: u16 = 30;
 const COLS: u16 = 100;
+/// Quits from any screen, even while typing.
+const CTRL_C: &[u8] = b"\x03";
 
 /// A headless server on an ephemeral loopback port; its JSON events are read in a thread.
 struct Server {
@@ -84,147 +85,10 @@ impl Drop for Server {
 }
 
 /// The client in a pseudo-terminal, its screen kept by a terminal emulator.
-struct Pty {
-    child: Child,
-    master: std::fs::File,
-    screen: Arc<Mutex<vt100::Parser>>,
-}
-
-impl Pty {
-    fn spawn(args: &[&str]) -> Self {
-        let mut master: libc::c_int = -1;
-        let mut slave: libc::c_int = -1;
-        let size = libc::winsize {
-            ws_row: ROWS,
-            ws_col: COLS,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: openpty writes two descriptors into valid locations; no name buffer or
-        // termios is passed, and the size struct outlives the call.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &size,
-            )
-        };
-        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: both descriptors were just opened by openpty and are owned here alone.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        let mut cmd = Command::new(CLIENT);
-        cmd.args(args)
-            .env("TERM", "xterm-256color")
-            .env_remove("NO_COLOR")
-            .env_remove("CSC_CLIENT_STATE_DIR")
-            .stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe calls between fork and exec: a new session, with the
-        // pseudo-terminal (already on fd 0) as its controlling terminal.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("client starts");
-        let master = std::fs::File::from(master);
-        let screen = Arc::new(Mutex::new(vt100::Parser::new(
-            ROWS.try_into().unwrap(),
-            COLS.try_into().unwrap(),
-            0,
-        )));
-        let mut reader = master.try_clone().unwrap();
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            // Ends with EIO once the child has exited and the slave side is closed.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().process(&buf[..n]);
-            }
-        });
-        Pty {
-            child,
-            master,
-            screen,
-        }
-    }
-
-    fn contents(&self) -> String {
-        self.screen.lock().unwrap().screen().contents()
-    }
-
-    /// Wait until `find` returns something from the screen's text.
-    fn wait_for<T>(&self, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = self.contents();
-            if let Some(v) = find(&text) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "no {what} on screen:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_text(&self, needle: &str) {
-        self.wait_for(needle, |t| t.contains(needle).then_some(()));
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
-        self.master.flush().unwrap();
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("client-tui did not exit:\n{}", self.contents());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Ctrl-C, a clean exit, and the terminal given back.
-    fn quit(&mut self) {
-        self.send(b"\x03");
-        let status = self.wait_exit();
-        assert!(status.success(), "Ctrl-C quits cleanly: {status:?}");
-        // Give the reader a moment for the last bytes.
-        std::thread::sleep(Duration::from_millis(200));
-        let parser = self.screen.lock().unwrap();
-        assert!(
-            !parser.screen().alternate_screen(),
-            "the alternate screen was left"
-        );
-        assert!(!parser.screen().hide_cursor(), "the cursor is shown again");
-    }
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+fn spawn(args: &[&str]) -> Pty {
+    let mut cmd = Command::new(CLIENT);
+    cmd.args(args).env_remove("CSC_CLIENT_STATE_DIR");
+    Pty::spawn(cmd, ROWS, COLS).with_timeout(Duration::from_secs(30))
 }
 
 /// A reply line in the console: `hi  (0.4 ms)`, after the time.
@@ -256,7 +120,7 @@ fn scan_pair_and_run_a_task_in_the_full_screen_client() {
         "--port",
         &port,
     ];
-    let mut pty = Pty::spawn(&args);
+    let mut pty = spawn(&args);
 
     // The scan screen: the sweep of one host, and the server in the list.
     pty.wait_text("Find a server");
@@ -297,10 +161,10 @@ fn scan_pair_and_run_a_task_in_the_full_screen_client() {
         },
     );
     pty.wait_text("notice: lunch at noon");
-    pty.quit();
+    pty.quit(CTRL_C);
 
     // Again: the paired server is found and connected to without a key press.
-    let mut pty = Pty::spawn(&args);
+    let mut pty = spawn(&args);
     pty.wait_text("connected to e2e-desk");
     pty.send(b"ping\r");
     pty.wait_for("pong", |t| reply_line(t, "pong"));
@@ -313,7 +177,7 @@ fn scan_pair_and_run_a_task_in_the_full_screen_client() {
     );
     pty.wait_text("re-pair required with e2e-desk");
     pty.wait_text("Find a server");
-    pty.quit();
+    pty.quit(CTRL_C);
 }
 
 /// Send `req` to the running server's control socket.

@@ -22,24 +22,7 @@ pub const LOG_CAPACITY: usize = 1000;
 /// How often the client list is re-read when nothing asked for it sooner.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
-/// The time, both as an instant (for countdowns) and as Unix seconds (for "paired 3d ago").
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    /// Monotonic now.
-    pub instant: Instant,
-    /// Wall-clock now, Unix seconds.
-    pub unix: u64,
-}
-
-impl Clock {
-    /// The current time.
-    pub fn now() -> Self {
-        Self {
-            instant: Instant::now(),
-            unix: csc_shared::unix_now(),
-        }
-    }
-}
+pub use tui_kit::{Clock, Level};
 
 /// Everything that can change the app.
 #[derive(Debug)]
@@ -58,6 +41,8 @@ pub enum Msg {
     Log(Level, String),
 }
 
+tui_kit::impl_tui_msg!(Msg);
+
 /// Side effects the event loop carries out for the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -72,19 +57,6 @@ pub enum Action {
     Notify(String),
     /// Read the client list and send it back as [`Msg::Clients`].
     RefreshClients,
-}
-
-/// How an event-log line is marked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// Routine.
-    Info,
-    /// Something went right (paired, connected).
-    Good,
-    /// Worth a look (a failed pairing, a refused token).
-    Warn,
-    /// Something broke.
-    Error,
 }
 
 /// One line of the event log.
@@ -301,7 +273,7 @@ impl App {
     }
 
     fn on_key(&mut self, key: KeyEvent) -> Option<Action> {
-        let command = keymap::lookup(&self.scopes(), &key);
+        let command = keymap::MAP.lookup(&self.scopes(), &key);
         if command == Some(Command::Quit) {
             return Some(Action::Quit);
         }

@@ -1,10 +1,11 @@
 //! Key bindings as data. `App::update` looks keys up here, and the footer and the help screen
 //! are built from the same table, so a hint can never name a key that does nothing.
 //!
-//! Owns: which key means what, in which scope, and how keys are written for people. It must not
-//! decide what a command does; that is the app's job.
+//! Owns: which key means what, in which scope (matching and wording keys is `tui_kit::keymap`'s).
+//! It must not decide what a command does; that is the app's job.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::KeyCode;
+use tui_kit::keymap::{Key, KeyMap};
 
 /// What a key asks the app to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub enum Command {
     Cancel,
 }
 
-/// Where a binding applies. The app says which scopes are active; [`lookup`] tries
+/// Where a binding applies. The app says which scopes are active; `MAP.lookup` tries
 /// [`Scope::Global`] first, then the others in the order given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -71,101 +72,8 @@ impl Scope {
     }
 }
 
-/// One key with its modifiers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key {
-    /// The key.
-    pub code: KeyCode,
-    /// Ctrl, Alt, Shift…
-    pub mods: KeyModifiers,
-}
-
-impl Key {
-    const fn plain(code: KeyCode) -> Self {
-        Self {
-            code,
-            mods: KeyModifiers::NONE,
-        }
-    }
-
-    const fn ch(c: char) -> Self {
-        Self::plain(KeyCode::Char(c))
-    }
-
-    const fn ctrl(c: char) -> Self {
-        Self {
-            code: KeyCode::Char(c),
-            mods: KeyModifiers::CONTROL,
-        }
-    }
-
-    /// Whether `event` is this key. Shift is ignored for characters (it is already in the
-    /// character: `?` arrives as Shift+`?` on some terminals) and for BackTab.
-    pub fn matches(&self, event: &KeyEvent) -> bool {
-        if event.code != self.code {
-            return false;
-        }
-        let relevant = KeyModifiers::CONTROL | KeyModifiers::ALT;
-        let mods = match event.code {
-            KeyCode::Char(_) | KeyCode::BackTab => event.modifiers & relevant,
-            _ => event.modifiers,
-        };
-        mods == self.mods
-    }
-
-    /// How the key is written in hints: `q`, `^C`, `↑`, `Tab`.
-    pub fn label(&self) -> String {
-        let base = match self.code {
-            KeyCode::Char(' ') => "Space".to_string(),
-            KeyCode::Char(c) => c.to_string(),
-            KeyCode::Up => "↑".into(),
-            KeyCode::Down => "↓".into(),
-            KeyCode::Left => "←".into(),
-            KeyCode::Right => "→".into(),
-            KeyCode::Tab => "Tab".into(),
-            KeyCode::BackTab => "S-Tab".into(),
-            KeyCode::Enter => "Enter".into(),
-            KeyCode::Esc => "Esc".into(),
-            KeyCode::Delete => "Del".into(),
-            KeyCode::PageUp => "PgUp".into(),
-            KeyCode::PageDown => "PgDn".into(),
-            KeyCode::Home => "Home".into(),
-            KeyCode::End => "End".into(),
-            other => format!("{other:?}"),
-        };
-        if self.mods.contains(KeyModifiers::CONTROL) {
-            format!("^{}", base.to_uppercase())
-        } else {
-            base
-        }
-    }
-}
-
 /// One line of the key map.
-#[derive(Debug, Clone, Copy)]
-pub struct Binding {
-    /// Keys that trigger it; the first is the one the footer shows.
-    pub keys: &'static [Key],
-    /// What it does.
-    pub command: Command,
-    /// Where it applies.
-    pub scope: Scope,
-    /// Description on the help screen.
-    pub help: &'static str,
-    /// Word in the footer; `None` keeps it off the footer (it is still on the help screen).
-    pub hint: Option<&'static str>,
-}
-
-impl Binding {
-    /// All keys, as on the help screen: `↑/k`.
-    pub fn keys_label(&self) -> String {
-        self.keys
-            .iter()
-            .map(Key::label)
-            .collect::<Vec<_>>()
-            .join("/")
-    }
-}
+pub type Binding = tui_kit::keymap::Binding<Command, Scope>;
 
 /// Every binding, in footer order within each scope.
 pub const BINDINGS: &[Binding] = &[
@@ -308,37 +216,17 @@ pub const BINDINGS: &[Binding] = &[
     },
 ];
 
-/// The command `event` triggers in `scopes` (after [`Scope::Global`]), if any.
-pub fn lookup(scopes: &[Scope], event: &KeyEvent) -> Option<Command> {
-    std::iter::once(&Scope::Global)
-        .chain(scopes)
-        .flat_map(|scope| BINDINGS.iter().filter(move |b| b.scope == *scope))
-        .find(|b| b.keys.iter().any(|k| k.matches(event)))
-        .map(|b| b.command)
-}
-
-/// Footer hints for `scopes`: `(key, word)` pairs, in the order of [`BINDINGS`]. Global bindings come last,
-/// and only when no active binding already shows the same command.
-pub fn hints(scopes: &[Scope]) -> Vec<(String, &'static str)> {
-    let active: Vec<&Binding> = BINDINGS
-        .iter()
-        .filter(|b| scopes.contains(&b.scope) && b.hint.is_some())
-        .collect();
-    let global = BINDINGS
-        .iter()
-        .filter(|b| b.scope == Scope::Global && b.hint.is_some())
-        .filter(|g| !active.iter().any(|b| b.command == g.command));
-    active
-        .iter()
-        .copied()
-        .chain(global)
-        .filter_map(|b| Some((b.keys.first()?.label(), b.hint?)))
-        .collect()
-}
+/// The key map: [`BINDINGS`], with [`Scope::Global`] tried first. `App::update` looks keys
+/// up with `MAP.lookup`; the footer and windows word their hints with `MAP.hints`.
+pub const MAP: KeyMap<Command, Scope> = KeyMap {
+    bindings: BINDINGS,
+    global: Scope::Global,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crossterm::event::{KeyEvent, KeyModifiers};
 
     fn key(code: KeyCode, mods: KeyModifiers) -> KeyEvent {
         KeyEvent::new(code, mods)
@@ -347,32 +235,36 @@ mod tests {
     #[test]
     fn global_keys_win_and_scopes_are_respected() {
         let ctrl_c = key(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(lookup(&[Scope::Input], &ctrl_c), Some(Command::Quit));
+        assert_eq!(MAP.lookup(&[Scope::Input], &ctrl_c), Some(Command::Quit));
         let q = key(KeyCode::Char('q'), KeyModifiers::NONE);
-        assert_eq!(lookup(&[Scope::Input], &q), None, "q is typed in the input");
-        assert_eq!(lookup(&[Scope::Main], &q), Some(Command::Quit));
-        let x = key(KeyCode::Char('x'), KeyModifiers::NONE);
-        assert_eq!(lookup(&[Scope::Main], &x), None);
         assert_eq!(
-            lookup(&[Scope::Clients, Scope::Main], &x),
+            MAP.lookup(&[Scope::Input], &q),
+            None,
+            "q is typed in the input"
+        );
+        assert_eq!(MAP.lookup(&[Scope::Main], &q), Some(Command::Quit));
+        let x = key(KeyCode::Char('x'), KeyModifiers::NONE);
+        assert_eq!(MAP.lookup(&[Scope::Main], &x), None);
+        assert_eq!(
+            MAP.lookup(&[Scope::Clients, Scope::Main], &x),
             Some(Command::Revoke)
         );
         let shifted = key(KeyCode::Char('?'), KeyModifiers::SHIFT);
-        assert_eq!(lookup(&[Scope::Main], &shifted), Some(Command::Help));
+        assert_eq!(MAP.lookup(&[Scope::Main], &shifted), Some(Command::Help));
         let plain_c = key(KeyCode::Char('c'), KeyModifiers::NONE);
-        assert_eq!(lookup(&[Scope::Main], &plain_c), None);
+        assert_eq!(MAP.lookup(&[Scope::Main], &plain_c), None);
     }
 
     #[test]
     fn footer_hints_come_from_the_bindings() {
-        let main = hints(&[Scope::Clients, Scope::Main]);
+        let main = MAP.hints(&[Scope::Clients, Scope::Main]);
         assert!(main.contains(&("q".into(), "quit")), "{main:?}");
         assert!(main.contains(&("x".into(), "revoke")), "{main:?}");
         assert!(
             !main.iter().any(|(k, _)| k == "^C"),
             "q already says quit: {main:?}"
         );
-        let input = hints(&[Scope::Input]);
+        let input = MAP.hints(&[Scope::Input]);
         assert_eq!(
             input,
             vec![
@@ -397,7 +289,11 @@ mod tests {
                     } else {
                         vec![scope]
                     };
-                    assert_eq!(lookup(&scopes, &ev), Some(b.command), "{k:?} in {scope:?}");
+                    assert_eq!(
+                        MAP.lookup(&scopes, &ev),
+                        Some(b.command),
+                        "{k:?} in {scope:?}"
+                    );
                 }
             }
         }

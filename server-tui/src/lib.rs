@@ -4,14 +4,12 @@
 //!
 //! Layout of the full-screen interface, ratatui style:
 //! - `app`: state and the one `update` function (keys, engine events, ticks in; actions out);
-//! - `event`: merges terminal events, ticks and engine events into one stream;
 //! - `ui`: pure drawing of the state;
 //! - `keymap`: key bindings as data, also the source of the footer and help;
 //! - `tui`: the loop that owns the terminal and carries out the app's actions.
 
 mod app;
 pub mod cli;
-mod event;
 mod headless;
 mod keymap;
 #[cfg(test)]
@@ -74,21 +72,12 @@ impl From<StateError> for Failure {
 
 /// Parse-free entry point used by `main`: sets up logging and a runtime, runs, maps errors.
 pub fn main_with(cli: Cli) -> ExitCode {
-    init_logging(wants_tui(&cli));
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("server-tui: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILURE);
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(f) => {
-            eprintln!("server-tui: {}", f.message);
-            ExitCode::from(f.code)
-        }
-    }
+    // Under the full-screen interface, log lines go to the screen instead of over the picture
+    // (and to stderr again once the terminal is given back).
+    tui_kit::log::init(wants_tui(&cli), true);
+    tui_kit::terminal::block_on("server-tui", async {
+        run(cli).await.map_err(|f| (f.code, f.message))
+    })
 }
 
 /// Whether this run gets the full-screen interface: the server itself (no subcommand), on a
@@ -96,37 +85,6 @@ pub fn main_with(cli: Cli) -> ExitCode {
 fn wants_tui(cli: &Cli) -> bool {
     use std::io::IsTerminal;
     cli.command.is_none() && !cli.no_tui && !cli.json && std::io::stdout().is_terminal()
-}
-
-/// Colour unless `--no-color` or a non-empty `NO_COLOR` (<https://no-color.org>).
-fn wants_color(cli: &Cli) -> bool {
-    !cli.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-fn init_logging(tui: bool) {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter: Targets = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::WARN));
-    // Under the full-screen interface, log lines go to its event log instead of over the
-    // picture (and to stderr again once the terminal is given back).
-    let layer = if tui {
-        tracing_subscriber::fmt::layer()
-            .with_writer(tui::LogRouter)
-            .with_ansi(false)
-            .boxed()
-    } else {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::env::var_os("NO_COLOR").is_none())
-            .boxed()
-    };
-    let _ = tracing_subscriber::registry()
-        .with(layer)
-        .with(filter)
-        .try_init();
 }
 
 fn state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
@@ -205,7 +163,14 @@ async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
         })
     };
     if wants_tui(cli) {
-        let result = tui::run(server, listener, rx, wants_color(cli), shutdown_signal()).await;
+        let result = tui::run(
+            server,
+            listener,
+            rx,
+            tui_kit::terminal::wants_color(cli.no_color),
+            shutdown_signal(),
+        )
+        .await;
         control.abort();
         let _ = std::fs::remove_file(csc_shared::server::control::socket_path(dir));
         return result;

@@ -4,15 +4,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use csc_shared::identity::PeerId;
 use csc_shared::server::{ClientView, ServerEvent};
 use csc_shared::state::ClientRecord;
 
 use crate::app::{App, Clock, Msg, Options};
 
-/// A fixed wall-clock time for tests: 2025-01-01 12:00:00 UTC.
-pub const NOW_UNIX: u64 = 1_735_732_800;
+pub use tui_kit::testing::{NOW_UNIX, ch, ctrl, key, release};
 
 pub fn clock_at(start: Instant, secs: u64) -> Clock {
     Clock {
@@ -67,26 +65,6 @@ pub fn pair_request(request_id: u64, name: &str, n: u8, code: &str) -> ServerEve
         expires_in_s: 120,
         attempts_left: 5,
     }
-}
-
-pub fn key(code: KeyCode) -> Msg {
-    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
-}
-
-pub fn ch(c: char) -> Msg {
-    key(KeyCode::Char(c))
-}
-
-pub fn ctrl(c: char) -> Msg {
-    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
-}
-
-pub fn release(c: char) -> Msg {
-    Msg::Key(KeyEvent::new_with_kind(
-        KeyCode::Char(c),
-        KeyModifiers::NONE,
-        KeyEventKind::Release,
-    ))
 }
 
 /// An app on a `w`×`h` terminal, at [`NOW_UNIX`], with the listener up.

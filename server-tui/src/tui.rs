@@ -1,35 +1,21 @@
-//! The full-screen mode's driver: takes over the terminal (and gives it back on every exit
-//! path and on panic), runs the engine in a task, feeds [`Events`] to `App::update`, draws,
-//! and carries out the actions the app asks for.
+//! The full-screen mode's driver: runs the engine in a task, and, with the terminal and the
+//! loop from `tui_kit::terminal`, feeds events to `App::update` and carries out its actions.
 //!
-//! Owns: the terminal and the loop. It must not decide anything the app could decide: keys
-//! and events go to `App::update` untouched.
+//! Owns: what the server's actions mean. It must not decide anything the app could decide:
+//! keys and events go to `App::update` untouched.
 
 use std::future::Future;
-use std::io::Write;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 use csc_shared::server::{Server, ServerEvent};
-use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
+use tui_kit::Events;
+use tui_kit::log::LogRouter;
+use tui_kit::terminal::{TerminalGuard, drive};
 
 use crate::app::{Action, App, Clock, Level, Msg, Options};
-use crate::event::Events;
 use crate::{Failure, exit, ui};
-
-/// Messages handled before a redraw at most; the screen shows the latest state of a batch.
-const BATCH: usize = 512;
-
-/// Gives the terminal back when dropped, whatever the exit path.
-struct TerminalGuard(ratatui::DefaultTerminal);
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        ratatui::restore();
-    }
-}
 
 /// Run the server under the full-screen interface until the operator quits or `shutdown`
 /// (SIGTERM) completes.
@@ -51,13 +37,10 @@ pub async fn run(
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
     LogRouter::attach(internal_tx.clone());
 
-    // ratatui::init installs its panic hook on top of whatever hook is there, so a panic
-    // restores the terminal before the message is printed.
-    let mut terminal = match ratatui::try_init() {
-        Ok(t) => TerminalGuard(t),
+    let mut terminal = match TerminalGuard::init() {
+        Ok(t) => t,
         Err(e) => {
             LogRouter::detach();
-            ratatui::restore();
             let _ = stop_tx.send(());
             let _ = engine.await;
             return Err(Failure::new(
@@ -66,11 +49,7 @@ pub async fn run(
             ));
         }
     };
-    let size = terminal
-        .0
-        .size()
-        .map(|s| (s.width, s.height))
-        .unwrap_or((80, 24));
+    let size = terminal.size();
     let mut app = App::new(
         Options {
             name: server.name().to_string(),
@@ -81,10 +60,16 @@ pub async fn run(
         Clock::now(),
         size,
     );
-    let mut events = Events::new(engine_events, internal_rx);
+    let mut events = Events::with_engine(engine_events, Msg::Engine, internal_rx);
+    let handle = |app: &mut App, msg| match app.update(msg) {
+        Some(action) => perform(action, &server, app, &internal_tx),
+        None => true,
+    };
 
     let ended = tokio::select! {
-        ended = drive(&mut terminal, &mut app, &mut events, &server, &internal_tx) => ended,
+        ended = drive(&mut terminal, &mut app, &mut events, ui::draw, handle) => {
+            ended.map_err(|e| Failure::new(exit::FAILURE, format!("drawing failed: {e}")))
+        }
         _ = shutdown => Ok(()),
         res = &mut engine => {
             // The engine stopped by itself: nothing left to serve.
@@ -108,38 +93,6 @@ fn engine_outcome(res: Result<std::io::Result<()>, tokio::task::JoinError>) -> R
             exit::FAILURE,
             format!("the server stopped: {e}"),
         )),
-    }
-}
-
-/// Draw, wait, update, act, until the app asks to quit or the terminal goes away.
-async fn drive(
-    terminal: &mut TerminalGuard,
-    app: &mut App,
-    events: &mut Events,
-    server: &Server,
-    internal: &mpsc::UnboundedSender<Msg>,
-) -> Result<(), Failure> {
-    loop {
-        terminal
-            .0
-            .draw(|f| ui::draw(app, f))
-            .map_err(|e| Failure::new(exit::FAILURE, format!("drawing failed: {e}")))?;
-        let Some(mut msg) = events.next().await else {
-            return Ok(());
-        };
-        // Handle what is already waiting before drawing again: one frame per batch.
-        for _ in 0..BATCH {
-            if let Some(action) = app.update(msg)
-                && !perform(action, server, app, internal)
-            {
-                return Ok(());
-            }
-            msg = match events.next().now_or_never() {
-                Some(Some(next)) => next,
-                Some(None) => return Ok(()),
-                None => break,
-            };
-        }
     }
 }
 
@@ -194,64 +147,4 @@ fn local_addrs(ip: IpAddr) -> Vec<IpAddr> {
     found.sort();
     found.dedup();
     found
-}
-
-/// Where log lines go while the screen is taken: into the event log, not over the picture.
-static LOG_SINK: Mutex<Option<mpsc::UnboundedSender<Msg>>> = Mutex::new(None);
-
-/// A `tracing` writer: to the event log while the full-screen interface runs, else stderr.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LogRouter;
-
-impl LogRouter {
-    fn attach(tx: mpsc::UnboundedSender<Msg>) {
-        *LOG_SINK.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
-    }
-
-    fn detach() {
-        *LOG_SINK.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-}
-
-/// One formatted log record, sent when dropped.
-pub struct LogRecord(Vec<u8>);
-
-impl Write for LogRecord {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for LogRecord {
-    fn drop(&mut self) {
-        if self.0.is_empty() {
-            return;
-        }
-        let text = String::from_utf8_lossy(&self.0).trim_end().to_string();
-        let sink = LOG_SINK.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let level = if text.contains("ERROR") {
-            Level::Error
-        } else {
-            Level::Warn
-        };
-        match sink {
-            Some(tx) if tx.send(Msg::Log(level, text.clone())).is_ok() => {}
-            _ => {
-                let _ = writeln!(std::io::stderr().lock(), "{text}");
-            }
-        }
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogRouter {
-    type Writer = LogRecord;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        LogRecord(Vec::new())
-    }
 }

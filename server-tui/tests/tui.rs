@@ -3,141 +3,21 @@
 //! pairs with it and shows up in the clients table, `q` quits and gives the terminal back.
 #![cfg(target_os = "linux")]
 
-use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use csc_shared::client::{Client, ClientOptions};
 use csc_shared::pairing::Code;
+use tui_kit::pty::Pty;
 
 const BIN: &str = env!("CARGO_BIN_EXE_server-tui");
 const ROWS: u16 = 30;
 const COLS: u16 = 100;
 
-struct Pty {
-    child: Child,
-    master: std::fs::File,
-    screen: Arc<Mutex<vt100::Parser>>,
-}
-
-impl Pty {
-    fn spawn(args: &[&str]) -> Self {
-        let mut master: libc::c_int = -1;
-        let mut slave: libc::c_int = -1;
-        let size = libc::winsize {
-            ws_row: ROWS,
-            ws_col: COLS,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: openpty writes two descriptors into valid locations; no name buffer or
-        // termios is passed, and the size struct outlives the call.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &size,
-            )
-        };
-        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: both descriptors were just opened by openpty and are owned here alone.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("TERM", "xterm-256color")
-            .env_remove("NO_COLOR")
-            .stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe calls between fork and exec: a new session, with the
-        // pseudo-terminal (already on fd 0) as its controlling terminal.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("server starts");
-        let master = std::fs::File::from(master);
-        let screen = Arc::new(Mutex::new(vt100::Parser::new(
-            ROWS.try_into().unwrap(),
-            COLS.try_into().unwrap(),
-            0,
-        )));
-        let mut reader = master.try_clone().unwrap();
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            // Ends with EIO once the child has exited and the slave side is closed.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().process(&buf[..n]);
-            }
-        });
-        Pty {
-            child,
-            master,
-            screen,
-        }
-    }
-
-    fn contents(&self) -> String {
-        self.screen.lock().unwrap().screen().contents()
-    }
-
-    /// Wait until `find` returns something from the screen's text.
-    fn wait_for<T>(&self, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = self.contents();
-            if let Some(v) = find(&text) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "no {what} on screen:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
-        self.master.flush().unwrap();
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("server-tui did not exit:\n{}", self.contents());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The server in a pseudo-terminal.
+fn spawn(args: &[&str]) -> Pty {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    Pty::spawn(cmd, ROWS, COLS)
 }
 
 /// The port in the header's "listening on 127.0.0.1 port N".
@@ -165,7 +45,7 @@ fn code(text: &str, name: &str) -> Option<String> {
 fn pairing_through_the_full_screen_interface() {
     let sdir = tempfile::tempdir().unwrap();
     let cdir = tempfile::tempdir().unwrap();
-    let mut pty = Pty::spawn(&[
+    let mut pty = spawn(&[
         "--bind",
         "127.0.0.1",
         "--port",
@@ -217,23 +97,14 @@ fn pairing_through_the_full_screen_interface() {
             .then_some(())
     });
 
-    pty.send(b"q");
-    let status = pty.wait_exit();
-    assert!(status.success(), "q quits cleanly: {status:?}");
-    // Give the reader a moment for the last bytes, then check the terminal was given back.
-    std::thread::sleep(Duration::from_millis(200));
-    let parser = pty.screen.lock().unwrap();
-    assert!(
-        !parser.screen().alternate_screen(),
-        "the alternate screen was left"
-    );
-    assert!(!parser.screen().hide_cursor(), "the cursor is shown again");
+    // A clean exit, and the terminal given back.
+    pty.quit(b"q");
 }
 
 #[test]
 fn ctrl_c_quits_even_while_typing_a_notice() {
     let sdir = tempfile::tempdir().unwrap();
-    let mut pty = Pty::spawn(&[
+    let mut pty = spawn(&[
         "--bind",
         "127.0.0.1",
         "--port",
@@ -247,10 +118,7 @@ fn ctrl_c_quits_even_while_typing_a_notice() {
     pty.wait_for("notice box", |t| t.contains("Enter send").then_some(()));
     pty.send(b"quit q");
     pty.wait_for("typed text", |t| t.contains("quit q").then_some(()));
-    assert!(
-        pty.child.try_wait().unwrap().is_none(),
-        "q was typed, not obeyed"
-    );
+    assert!(pty.running(), "q was typed, not obeyed");
     pty.send(b"\x03");
     assert!(pty.wait_exit().success());
 }

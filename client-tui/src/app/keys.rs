@@ -11,7 +11,7 @@ use crate::keymap::{self, Command};
 
 impl App {
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Action> {
-        let command = keymap::lookup(&self.scopes(), &key);
+        let command = keymap::MAP.lookup(&self.scopes(), &key);
         if command == Some(Command::Quit) {
             return vec![Action::Quit];
         }

@@ -3,7 +3,7 @@
 //! wording a refusal.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossterm::event::KeyEvent;
 use csc_shared::discovery::{DiscoveryEvent, Via};
@@ -14,24 +14,7 @@ use serde_json::Value;
 
 use super::Level;
 
-/// The time, both as an instant (for countdowns) and as Unix seconds (for expiries).
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    /// Monotonic now.
-    pub instant: Instant,
-    /// Wall-clock now, Unix seconds.
-    pub unix: u64,
-}
-
-impl Clock {
-    /// The current time.
-    pub fn now() -> Self {
-        Self {
-            instant: Instant::now(),
-            unix: csc_shared::unix_now(),
-        }
-    }
-}
+pub use tui_kit::Clock;
 
 /// Everything that can change the app.
 #[derive(Debug)]
@@ -77,6 +60,8 @@ pub enum Msg {
     /// A line for the status bar from elsewhere (logging, a failed action).
     Log(Level, String),
 }
+
+tui_kit::impl_tui_msg!(Msg);
 
 /// What the server said when it made a code.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,18 +10,7 @@ use csc_shared::identity::PeerId;
 use csc_shared::state::PairedServer;
 use tui_input::Input;
 
-/// How a status or console line is marked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// Routine.
-    Info,
-    /// Something went right.
-    Good,
-    /// Worth a look.
-    Warn,
-    /// Something failed.
-    Error,
-}
+pub use tui_kit::Level;
 
 /// The line above the footer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,14 +22,7 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::app::{App, Overlay, Screen};
 use crate::keymap;
 pub use theme::Theme;
-
-/// Smallest terminal that gets the (compact) interface.
-pub const MIN_WIDTH: u16 = 40;
-/// Smallest terminal that gets the (compact) interface.
-pub const MIN_HEIGHT: u16 = 12;
-/// From this size on, the full layout.
-const FULL_WIDTH: u16 = 60;
-const FULL_HEIGHT: u16 = 20;
+use tui_kit::widgets::{self, Overflow};
 
 /// Where the frame's parts go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +41,7 @@ pub struct Areas {
 
 /// The frame of `area`, or `None` when the terminal is too small.
 pub fn areas(area: Rect) -> Option<Areas> {
-    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
-        return None;
-    }
-    let compact = area.width < FULL_WIDTH || area.height < FULL_HEIGHT;
+    let compact = widgets::compact(area)?;
     let [header, body, status, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
@@ -88,18 +78,7 @@ pub fn console_rows(app: &App) -> usize {
         .max(1)
 }
 
-/// The first row to show so that `selected` is among `rows` rows, moving `offset` as little as
-/// possible.
-pub fn scroll_into_view(offset: usize, selected: usize, rows: usize) -> usize {
-    let rows = rows.max(1);
-    if selected < offset {
-        selected
-    } else if selected >= offset + rows {
-        selected + 1 - rows
-    } else {
-        offset
-    }
-}
+pub use widgets::scroll_into_view;
 
 /// Draw `app` on `frame`, with the cursor in whichever input has the keyboard.
 pub fn draw(app: &App, frame: &mut Frame) {
@@ -132,7 +111,7 @@ impl Widget for &App {
         }
         let theme = Theme::new(self.color);
         let Some(a) = areas(area) else {
-            too_small(area, buf);
+            widgets::too_small(area, buf);
             return;
         };
         header(self, theme, a.header, a.compact, buf);
@@ -157,21 +136,6 @@ impl Widget for &App {
             Overlay::Confirm(target) => popup::confirm(target, theme, area, buf),
         }
     }
-}
-
-fn too_small(area: Rect, buf: &mut Buffer) {
-    let lines = vec![
-        Line::from("Terminal too small"),
-        Line::from(format!(
-            "need {MIN_WIDTH}×{MIN_HEIGHT}, have {}×{}",
-            area.width, area.height
-        )),
-    ];
-    let y = area.y + area.height.saturating_sub(2) / 2;
-    let rect = Rect::new(area.x, y, area.width, 2.min(area.height));
-    Paragraph::new(lines)
-        .alignment(Alignment::Center)
-        .render(rect, buf);
 }
 
 fn header(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
@@ -199,19 +163,9 @@ fn header(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) 
 }
 
 fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let mut spans = vec![Span::raw(" ")];
-    let mut used = 1usize;
-    for (key, word) in keymap::hints(&app.scopes()) {
-        let width = key.chars().count() + word.chars().count() + 3;
-        if used + width > area.width as usize {
-            // Narrow: later, shorter hints may still fit; all of them are under `?`.
-            continue;
-        }
-        used += width;
-        spans.push(Span::styled(key, theme.key()));
-        spans.push(Span::raw(format!(" {word}  ")));
-    }
-    Paragraph::new(Line::from(spans)).render(area, buf);
+    // Narrow: later, shorter hints may still fit; all of them are under `?`.
+    let hints = keymap::MAP.hints(&app.scopes());
+    widgets::footer(hints, Overflow::Skip, *theme, area, buf);
 }
 
 /// A duration for people: `45s`, `12m`, `5h 02m`, `29d 23h`.

@@ -10,32 +10,17 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 use serde_json::json;
+use tui_kit::testing::{lines, text};
 
 use crate::app::{App, LinkEvent, Msg, Rejection};
 use crate::test_support::*;
 
 fn terminal(app: &App) -> Terminal<TestBackend> {
-    let mut terminal = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
-    terminal.draw(|f| super::draw(app, f)).unwrap();
-    terminal
+    tui_kit::testing::terminal(app.size, |f| super::draw(app, f))
 }
 
 fn render(app: &App) -> Buffer {
     terminal(app).backend().buffer().clone()
-}
-
-fn lines(buf: &Buffer) -> Vec<String> {
-    (0..buf.area.height)
-        .map(|y| {
-            (0..buf.area.width)
-                .map(|x| buf[(x, y)].symbol())
-                .collect::<String>()
-        })
-        .collect()
-}
-
-fn text(buf: &Buffer) -> String {
-    lines(buf).join("\n")
 }
 
 /// A search a good way in: two subnets, three servers (one paired, left by the person), one

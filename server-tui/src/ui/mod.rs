@@ -21,14 +21,7 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::app::{App, Mode};
 use crate::keymap;
 pub use theme::Theme;
-
-/// Smallest terminal that gets the (compact) interface.
-pub const MIN_WIDTH: u16 = 40;
-/// Smallest terminal that gets the (compact) interface.
-pub const MIN_HEIGHT: u16 = 12;
-/// From this size on, the full layout with the big banner.
-const FULL_WIDTH: u16 = 60;
-const FULL_HEIGHT: u16 = 20;
+use tui_kit::widgets::{self, Overflow};
 
 /// Where each part goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +42,7 @@ pub struct Areas {
 
 /// The layout of `area` for `app`, or `None` when the terminal is too small.
 pub fn areas(area: Rect, app: &App) -> Option<Areas> {
-    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
-        return None;
-    }
-    let compact = area.width < FULL_WIDTH || area.height < FULL_HEIGHT;
+    let compact = widgets::compact(area)?;
     let pending = !app.requests.is_empty();
     let (header, banner) = match (compact, pending) {
         (true, true) => (1, 3),
@@ -103,18 +93,7 @@ pub fn log_rows(app: &App) -> usize {
         .unwrap_or(0)
 }
 
-/// The first row to show so that `selected` is among `rows` rows, moving `offset` as little as
-/// possible.
-pub fn scroll_into_view(offset: usize, selected: usize, rows: usize) -> usize {
-    let rows = rows.max(1);
-    if selected < offset {
-        selected
-    } else if selected >= offset + rows {
-        selected + 1 - rows
-    } else {
-        offset
-    }
-}
+pub use widgets::scroll_into_view;
 
 /// Draw `app` on `frame`, with the cursor in the notice input when it is open.
 pub fn draw(app: &App, frame: &mut Frame) {
@@ -134,7 +113,7 @@ impl Widget for &App {
         }
         let theme = Theme::new(self.color);
         let Some(a) = areas(area, self) else {
-            too_small(area, buf);
+            widgets::too_small(area, buf);
             return;
         };
         header(self, theme, a.header, a.compact, buf);
@@ -149,21 +128,6 @@ impl Widget for &App {
             Mode::Input(input) => popup::input(input, self.clients.len(), theme, area, buf),
         }
     }
-}
-
-fn too_small(area: Rect, buf: &mut Buffer) {
-    let lines = vec![
-        Line::from("Terminal too small"),
-        Line::from(format!(
-            "need {MIN_WIDTH}×{MIN_HEIGHT}, have {}×{}",
-            area.width, area.height
-        )),
-    ];
-    let y = area.y + area.height.saturating_sub(2) / 2;
-    let rect = Rect::new(area.x, y, area.width, 2.min(area.height));
-    Paragraph::new(lines)
-        .alignment(Alignment::Center)
-        .render(rect, buf);
 }
 
 fn header(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
@@ -225,18 +189,8 @@ pub fn addresses(app: &App) -> Vec<std::net::IpAddr> {
 }
 
 fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let mut spans = vec![Span::raw(" ")];
-    let mut used = 1usize;
-    for (key, word) in keymap::hints(&app.scopes()) {
-        let width = key.chars().count() + word.chars().count() + 3;
-        if used + width > area.width as usize {
-            break;
-        }
-        used += width;
-        spans.push(Span::styled(key, theme.key()));
-        spans.push(Span::raw(format!(" {word}  ")));
-    }
-    Paragraph::new(Line::from(spans)).render(area, buf);
+    let hints = keymap::MAP.hints(&app.scopes());
+    widgets::footer(hints, Overflow::Stop, *theme, area, buf);
 }
 
 /// `1h 02m`, `5m 03s`, `12s`.

@@ -2,32 +2,16 @@
 //! line (and snapshotted with insta); colour is checked through the buffer's styles.
 
 use crossterm::event::KeyCode;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Color;
+use tui_kit::testing::{lines, terminal, text};
 
 use crate::app::{App, Msg};
 use crate::test_support::*;
 
 fn render(app: &App) -> Buffer {
-    let mut terminal = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
-    terminal.draw(|f| super::draw(app, f)).unwrap();
+    let terminal = terminal(app.size, |f| super::draw(app, f));
     terminal.backend().buffer().clone()
-}
-
-fn lines(buf: &Buffer) -> Vec<String> {
-    (0..buf.area.height)
-        .map(|y| {
-            (0..buf.area.width)
-                .map(|x| buf[(x, y)].symbol())
-                .collect::<String>()
-        })
-        .collect()
-}
-
-fn text(buf: &Buffer) -> String {
-    lines(buf).join("\n")
 }
 
 /// An app with a pending request and three clients, one connected.
@@ -242,8 +226,7 @@ fn dialogs_and_help_draw_over_the_screen() {
     for c in "hello".chars() {
         app.update(ch(c));
     }
-    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
-    terminal.draw(|f| super::draw(&app, f)).unwrap();
+    let mut terminal = terminal((80, 24), |f| super::draw(&app, f));
     let screen = text(terminal.backend().buffer());
     assert!(
         screen.contains("Notice") && screen.contains("hello"),

@@ -1,6 +1,7 @@
-//! Styles. With colour off (`NO_COLOR`, `--no-color`) every style is made of modifiers only
-//! (bold, reverse, dim), so nothing on screen depends on colour; with colour on, only the basic
-//! ANSI colours are used, on the terminal's own background.
+//! The server's styles: `tui_kit::Theme` (colour or not, the shared styles), plus the
+//! selection in a pane, the connected mark and event-log levels.
+
+use std::ops::Deref;
 
 use ratatui::style::{Color, Modifier, Style};
 
@@ -8,62 +9,20 @@ use crate::app::Level;
 
 /// The styles of one screen.
 #[derive(Debug, Clone, Copy)]
-pub struct Theme {
-    color: bool,
+pub struct Theme(tui_kit::Theme);
+
+impl Deref for Theme {
+    type Target = tui_kit::Theme;
+
+    fn deref(&self) -> &tui_kit::Theme {
+        &self.0
+    }
 }
 
 impl Theme {
     /// Colour or not.
     pub fn new(color: bool) -> Self {
-        Self { color }
-    }
-
-    fn fg(self, color: Color) -> Style {
-        if self.color {
-            Style::new().fg(color)
-        } else {
-            Style::new()
-        }
-    }
-
-    /// Plain text.
-    pub fn text(self) -> Style {
-        Style::new()
-    }
-
-    /// Pane titles and the server name.
-    pub fn title(self) -> Style {
-        self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
-    }
-
-    /// The title of the focused pane: reversed, so focus shows without colour.
-    pub fn focused_title(self) -> Style {
-        self.title().add_modifier(Modifier::REVERSED)
-    }
-
-    /// The border of the focused pane.
-    pub fn focused_border(self) -> Style {
-        self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
-    }
-
-    /// Other borders.
-    pub fn border(self) -> Style {
-        Style::new()
-    }
-
-    /// The pairing code.
-    pub fn code(self) -> Style {
-        self.fg(Color::Yellow).add_modifier(Modifier::BOLD)
-    }
-
-    /// Secondary text.
-    pub fn dim(self) -> Style {
-        Style::new().add_modifier(Modifier::DIM)
-    }
-
-    /// Table and list headers.
-    pub fn header(self) -> Style {
-        Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        Self(tui_kit::Theme::new(color))
     }
 
     /// The selected row: reverse and bold in the focused pane, bold elsewhere.
@@ -78,16 +37,6 @@ impl Theme {
     /// "yes" in the connected column.
     pub fn good(self) -> Style {
         self.fg(Color::Green)
-    }
-
-    /// A key in the footer.
-    pub fn key(self) -> Style {
-        self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
-    }
-
-    /// Warnings in dialogs.
-    pub fn warn(self) -> Style {
-        self.fg(Color::Yellow).add_modifier(Modifier::BOLD)
     }
 
     /// An event-log line.
