@@ -248,15 +248,13 @@ fn two_servers_both_listed_and_an_unrelated_service_is_not() {
     let a = Server::start(&lab, 1, s1.path(), "alpha", &["--no-mdns"]);
     let b = Server::start(&lab, 2, s2.path(), "beta", &["--no-mdns"]);
     // Something else entirely listening on our port.
-    let mut other = lab
-        .cmd(3, "python3")
-        .args(["-c", "import socket,time\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',47474));s.listen(64)\nwhile True:\n c,_=s.accept();c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\nhello');c.close()"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let other = lab.unrelated_service(3, 47474);
     let events = scan(&lab, 4, c.path(), &["--no-mdns"], &mut last);
-    let _ = other.kill();
-    let _ = other.wait();
+    assert!(
+        other.accepted() > 0,
+        "the sweep never reached the unrelated service"
+    );
+    drop(other);
     let ids: std::collections::HashSet<&str> = found(&events)
         .iter()
         .map(|e| e["server_id"].as_str().unwrap())

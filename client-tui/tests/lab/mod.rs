@@ -172,13 +172,9 @@ impl Lab {
             .split(':')
             .map(|b| u8::from_str_radix(b, 16).unwrap())
             .collect();
-        let ns = std::fs::File::open(format!("/var/run/netns/{}", self.ns(i))).unwrap();
-        // setns changes only the calling thread, so send from a thread of its own.
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: plain syscalls on descriptors owned here; buffers outlive the calls.
+        self.inside(i, move || {
+            // SAFETY: plain syscalls on a descriptor owned here; buffers outlive the calls.
             unsafe {
-                assert_eq!(libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns");
                 let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
                 assert!(fd >= 0, "AF_PACKET socket");
                 let mut frame = Vec::with_capacity(42);
@@ -207,9 +203,52 @@ impl Lab {
                 libc::close(fd);
                 assert_eq!(sent, frame.len() as isize, "gratuitous ARP sent");
             }
+        });
+    }
+
+    /// Run `f` on a thread that has entered host `i`'s network namespace (setns changes
+    /// only the calling thread). Sockets made there stay in that namespace wherever they
+    /// are used afterwards.
+    pub fn inside<T: Send + 'static>(&self, i: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns = std::fs::File::open(format!("/var/run/netns/{}", self.ns(i))).unwrap();
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a namespace file this thread holds open.
+            let entered = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
         })
         .join()
-        .expect("gratuitous ARP");
+        .expect("thread inside the namespace")
+    }
+
+    /// Something that is not our server, listening on `port` on every address of host
+    /// `i`: it answers each connection with a line of HTTP and closes it. Stops on drop.
+    pub fn unrelated_service(&self, i: usize, port: u16) -> Unrelated {
+        let listener = self.inside(i, move || {
+            std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind the unrelated service")
+        });
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let (flag, count) = (stop.clone(), accepted.clone());
+        let thread = std::thread::spawn(move || {
+            use std::io::Write;
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut c, _)) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        let _ = c.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello");
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        Unrelated {
+            stop,
+            accepted,
+            thread: Some(thread),
+        }
     }
 
     /// Give host `i` another address.
@@ -225,6 +264,29 @@ impl Lab {
             "dev",
             "eth0",
         ]);
+    }
+}
+
+/// See [`Lab::unrelated_service`].
+pub struct Unrelated {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepted: std::sync::Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Unrelated {
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Unrelated {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
