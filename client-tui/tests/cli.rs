@@ -4,88 +4,29 @@
 
 mod common;
 
-use common::server_bin;
+use common::{ServerProcess as Server, server_bin};
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_client-tui");
 
-struct Server {
-    child: Child,
-    events: mpsc::Receiver<Value>,
-    port: u16,
-}
-
 impl Server {
+    /// The server on 127.0.0.1; `port` 0 for any free one.
     fn start(dir: &Path, port: u16) -> Self {
-        let mut child = Command::new(server_bin())
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--json",
-                "--name",
-                "front-desk",
-                "--backoff",
-                "10ms",
-            ])
-            .args(["--port", &port.to_string()])
+        let mut cmd = Command::new(server_bin());
+        cmd.args(["--bind", "127.0.0.1", "--json", "--name", "front-desk"])
+            .args(["--backoff", "10ms", "--port", &port.to_string()])
             .arg("--state-dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, events) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx
-                    .send(serde_json::from_str::<Value>(&line).unwrap())
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        let mut s = Server {
-            child,
-            events,
-            port: 0,
-        };
-        s.port = s.wait("listening")["port"].as_u64().unwrap() as u16;
-        s
-    }
-
-    fn wait(&mut self, kind: &str) -> Value {
-        loop {
-            let v = self
-                .events
-                .recv_timeout(Duration::from_secs(20))
-                .expect("event");
-            if v["event"] == kind {
-                return v;
-            }
-        }
+            .arg(dir);
+        Server::spawn(cmd)
     }
 
     fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn stop(self) {}
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        format!("127.0.0.1:{}", self.port())
     }
 }
 
@@ -225,7 +166,7 @@ fn revoked_unreachable_and_impostor_have_distinct_exit_codes() {
     let other = tempfile::tempdir().unwrap();
     let cdir = tempfile::tempdir().unwrap();
     let mut server = Server::start(sdir.path(), 0);
-    let port = server.port;
+    let port = server.port();
     assert!(pair(&mut server, cdir.path(), &[&right]).status.success());
     server.stop();
 

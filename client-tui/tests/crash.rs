@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::server_bin;
+use common::{ServerProcess, server_bin};
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,32 +18,18 @@ const CLIENT: &str = env!("CARGO_BIN_EXE_client-tui");
 fn sigkill_during_pairing_never_corrupts_or_loses_the_client_state() {
     let sdir = tempfile::tempdir().unwrap();
     let cdir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(server_bin())
+    let mut cmd = Command::new(server_bin());
+    cmd.args(["--bind", "127.0.0.1", "--port", "0", "--json", "--no-mdns"])
         .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--json",
-            "--no-mdns",
             "--backoff",
             "1ms",
+            "--max-pending-per-addr",
+            "4",
+            "--state-dir",
         ])
-        .args(["--max-pending-per-addr", "4", "--state-dir"])
-        .arg(sdir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, events) = mpsc::channel::<Value>();
-    let stdout = server.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(serde_json::from_str(&l).unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let listening = events.recv_timeout(Duration::from_secs(10)).unwrap();
+        .arg(sdir.path());
+    let mut server = ServerProcess::spawn(cmd);
+    let listening = server.listening.clone();
     let addr = format!("127.0.0.1:{}", listening["port"]);
     let mut seed = std::process::id() as u64 | 1;
     let mut reported = false;
@@ -68,17 +53,11 @@ fn sigkill_during_pairing_never_corrupts_or_loses_the_client_state() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let code = loop {
-            match events.recv_timeout(Duration::from_secs(5)) {
-                Ok(v) if v["event"] == "pair_request" => {
-                    break Some(v["code"].as_str().unwrap().to_string());
-                }
-                Ok(_) => continue,
-                // The server may still hold the request of a client killed a moment ago and
-                // refuse this one ("already pending"): no code this round.
-                Err(_) => break None,
-            }
-        };
+        // The server may still hold the request of a client killed a moment ago and refuse
+        // this one ("already pending"): no code this round.
+        let code = server
+            .wait_within("pair_request", Duration::from_secs(5))
+            .map(|v| v["code"].as_str().unwrap().to_string());
         let Some(code) = code else {
             let _ = child.kill();
             let _ = child.wait();
@@ -114,8 +93,7 @@ fn sigkill_during_pairing_never_corrupts_or_loses_the_client_state() {
             assert_eq!(v["server_id"], listening["server_id"], "iteration {i}");
         }
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    server.stop();
     eprintln!(
         "200 SIGKILLs of client-tui pair survived; {completed} pairings completed before the kill, {refused} rounds refused"
     );

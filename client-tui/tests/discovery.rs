@@ -7,12 +7,11 @@ mod lab;
 
 mod common;
 
-use common::server_bin;
+use common::{ServerProcess as Server, server_bin};
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use lab::Lab;
@@ -40,81 +39,15 @@ fn settle(last: &mut Option<std::time::Instant>) {
     }
 }
 
-/// A server process inside a lab host; killed on drop (before the lab goes).
-struct Server {
-    child: Child,
-    events: mpsc::Receiver<Value>,
-    id: String,
-}
-
 impl Server {
+    /// A server process inside a lab host; stopped on drop (before the lab goes).
     fn start(lab: &Lab, host: usize, dir: &Path, name: &str, extra: &[&str]) -> Server {
-        let mut child = lab
-            .cmd(host, server_bin().to_str().unwrap())
-            .args(["--json", "--name", name])
+        let mut cmd = lab.cmd(host, server_bin().to_str().unwrap());
+        cmd.args(["--json", "--name", name])
             .args(extra)
             .arg("--state-dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, events) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx
-                    .send(serde_json::from_str::<Value>(&line).unwrap())
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        let mut s = Server {
-            child,
-            events,
-            id: String::new(),
-        };
-        s.id = s.wait("listening")["server_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        s
-    }
-
-    fn wait(&mut self, kind: &str) -> Value {
-        loop {
-            let v = self
-                .events
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no {kind}"));
-            if v["event"] == kind {
-                return v;
-            }
-        }
-    }
-
-    fn try_wait(&mut self, kind: &str) -> Option<Value> {
-        loop {
-            let v = self.events.recv_timeout(Duration::from_secs(20)).ok()?;
-            if v["event"] == kind {
-                return Some(v);
-            }
-        }
-    }
-
-    fn seen(&self, kind: &str) -> usize {
-        self.events
-            .try_iter()
-            .filter(|v| v["event"] == kind)
-            .count()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+            .arg(dir);
+        Server::spawn(cmd)
     }
 }
 
@@ -176,7 +109,7 @@ fn found_by_broadcast() {
     let f = found(&events);
     assert_eq!(f.len(), 1, "{events:?}");
     assert_eq!(f[0]["via"], "broadcast");
-    assert_eq!(f[0]["server_id"], server.id.as_str());
+    assert_eq!(f[0]["server_id"], server.id().as_str());
     assert_eq!(f[0]["name"], "bcast");
     assert_eq!(f[0]["addr"], lab.addr(1));
     assert_eq!(f[0]["port"], 47474);
@@ -201,7 +134,7 @@ fn found_by_scan_with_broadcast_disabled() {
     assert_eq!(f.len(), 1, "{events:?}");
     assert_eq!(f[0]["via"], "scan");
     assert_eq!(f[0]["verified"], true);
-    assert_eq!(f[0]["server_id"], server.id.as_str());
+    assert_eq!(f[0]["server_id"], server.id().as_str());
     let progress: Vec<&Value> = events.iter().filter(|e| e["event"] == "progress").collect();
     assert!(!progress.is_empty());
     let last = progress.last().unwrap();
@@ -228,7 +161,7 @@ fn found_by_mdns() {
     let f = found(&events);
     assert!(
         f.iter().any(|e| e["via"] == "mdns"
-            && e["server_id"] == server.id.as_str()
+            && e["server_id"] == server.id().as_str()
             && e["addr"] == lab.addr(1)),
         "{events:?}"
     );
@@ -260,7 +193,7 @@ fn two_servers_both_listed_and_an_unrelated_service_is_not() {
         .map(|e| e["server_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 2, "{events:?}");
-    assert!(ids.contains(a.id.as_str()) && ids.contains(b.id.as_str()));
+    assert!(ids.contains(a.id().as_str()) && ids.contains(b.id().as_str()));
     assert!(
         !found(&events).iter().any(|e| e["addr"] == lab.addr(3)),
         "the unrelated service was listed: {events:?}"
@@ -424,11 +357,11 @@ fn a_sweep_of_a_22_finds_every_server_at_random_addresses() {
             })
             .collect();
         assert!(
-            hits.contains(&(a.id.clone(), ia.clone())),
+            hits.contains(&(a.id(), ia.clone())),
             "round {round}: {ia} missed: {hits:?}"
         );
         assert!(
-            hits.contains(&(b.id.clone(), ib.clone())),
+            hits.contains(&(b.id(), ib.clone())),
             "round {round}: {ib} missed: {hits:?}"
         );
         let total = events

@@ -8,16 +8,13 @@
 
 mod common;
 
-use common::server_bin;
+use common::{ServerProcess as Server, server_bin};
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use csc_shared::server::control::{ControlReply, ControlRequest};
-use serde_json::Value;
 use tui_kit::pty::Pty;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_client-tui");
@@ -26,61 +23,15 @@ const COLS: u16 = 100;
 /// Quits from any screen, even while typing.
 const CTRL_C: &[u8] = b"\x03";
 
-/// A headless server on an ephemeral loopback port; its JSON events are read in a thread.
-struct Server {
-    child: Child,
-    events: mpsc::Receiver<Value>,
-    port: u16,
-}
-
+/// A headless server on an ephemeral loopback port.
 impl Server {
     fn start(dir: &Path) -> Self {
-        let mut child = Command::new(server_bin())
-            .args(["--json", "--bind", "127.0.0.1", "--no-mdns", "--port", "0"])
+        let mut cmd = Command::new(server_bin());
+        cmd.args(["--json", "--bind", "127.0.0.1", "--no-mdns", "--port", "0"])
             .args(["--name", "e2e-desk"])
             .arg("--state-dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, events) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut s = Server {
-            child,
-            events,
-            port: 0,
-        };
-        s.port = s.wait("listening")["port"].as_u64().unwrap() as u16;
-        s
-    }
-
-    fn wait(&mut self, kind: &str) -> Value {
-        loop {
-            let v = self
-                .events
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no {kind} event from the server"));
-            if v["event"] == kind {
-                return v;
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+            .arg(dir);
+        Server::spawn(cmd)
     }
 }
 
@@ -107,7 +58,7 @@ fn scan_pair_and_run_a_task_in_the_full_screen_client() {
     let sdir = tempfile::tempdir().unwrap();
     let cdir = tempfile::tempdir().unwrap();
     let mut server = Server::start(sdir.path());
-    let port = server.port.to_string();
+    let port = server.port().to_string();
     let args = [
         "--state-dir",
         cdir.path().to_str().unwrap(),
