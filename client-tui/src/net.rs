@@ -103,22 +103,8 @@ impl Net {
                 self.search.push(task);
             }
             Action::Pair { link, addr } => {
-                self.hangup();
-                let (cmds, rx) = mpsc::unbounded_channel();
-                let task = tokio::spawn(pair(
-                    self.client.clone(),
-                    addr,
-                    Reporter {
-                        link,
-                        tx: self.tx.clone(),
-                    },
-                    rx,
-                ));
-                self.link = Some(Link {
-                    id: link,
-                    cmds,
-                    task,
-                });
+                let client = self.client.clone();
+                self.open_link(link, |out, cmds| pair(client, addr, out, cmds));
             }
             Action::Connect {
                 link,
@@ -126,28 +112,14 @@ impl Net {
                 addr,
                 discover,
             } => {
-                self.hangup();
-                let (cmds, rx) = mpsc::unbounded_channel();
+                let client = self.client.clone();
                 let discovery = if discover {
                     self.discovery.clone()
                 } else {
                     None
                 };
-                let task = tokio::spawn(connect(
-                    self.client.clone(),
-                    server,
-                    addr,
-                    discovery,
-                    Reporter {
-                        link,
-                        tx: self.tx.clone(),
-                    },
-                    rx,
-                ));
-                self.link = Some(Link {
-                    id: link,
-                    cmds,
-                    task,
+                self.open_link(link, |out, cmds| {
+                    connect(client, server, addr, discovery, out, cmds)
                 });
             }
             Action::Submit { link, code } => match Code::parse(&code) {
@@ -217,6 +189,28 @@ impl Net {
 
     /// End the pairing or session in progress: it closes cleanly, or is cut after a grace
     /// period.
+    /// Replace the current link with `task`, which reports as `link` and takes its commands.
+    fn open_link<F>(
+        &mut self,
+        link: u64,
+        task: impl FnOnce(Reporter, mpsc::UnboundedReceiver<LinkCmd>) -> F,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.hangup();
+        let (cmds, rx) = mpsc::unbounded_channel();
+        let out = Reporter {
+            link,
+            tx: self.tx.clone(),
+        };
+        let task = tokio::spawn(task(out, rx));
+        self.link = Some(Link {
+            id: link,
+            cmds,
+            task,
+        });
+    }
+
     fn hangup(&mut self) {
         if let Some(Link { cmds, mut task, .. }) = self.link.take() {
             drop(cmds);
