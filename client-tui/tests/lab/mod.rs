@@ -156,7 +156,7 @@ impl Lab {
         self.announce(i, addr);
     }
 
-    /// Send one gratuitous ARP (an RFC 5227 announcement) for `ip` from host `i`'s eth0,
+    /// Send one gratuitous ARP (an RFC 5227 announcement) for `addr` from host `i`'s eth0,
     /// as DHCP clients do after taking an address. Without it, a neighbour that talked to
     /// the address's previous holder keeps sending to that machine's MAC for up to a
     /// minute, and no sweep can reach the new holder. `ip addr add` sends none.
