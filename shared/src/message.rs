@@ -48,6 +48,13 @@ pub enum PairFailure {
     AlreadyPending,
     /// The server holds too many pending requests right now.
     TooManyPending,
+    /// Pairing is closed on this server: its failure budget is spent, its pairing window is
+    /// not open, or its operator closed it. `retry_after_ms`, when present, says when it
+    /// reopens by itself.
+    PairingClosed,
+    /// The pending request made room for another one (the pending table was full and this
+    /// request's address had been issued more codes recently): ask again.
+    Displaced,
     /// A reason this version does not know.
     #[serde(other)]
     Other,
@@ -65,6 +72,12 @@ impl PairFailure {
             PairFailure::RateLimited => "too many failures from this address: wait and retry",
             PairFailure::AlreadyPending => "a pairing request from this address is already waiting",
             PairFailure::TooManyPending => "the server has too many pending pairing requests",
+            PairFailure::PairingClosed => {
+                "pairing is closed on this server: ask its operator to open it"
+            }
+            PairFailure::Displaced => {
+                "the server needed this request's place for another client: ask again"
+            }
             PairFailure::Other => "pairing refused",
         }
     }
