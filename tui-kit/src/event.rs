@@ -90,7 +90,7 @@ macro_rules! impl_tui_msg {
 pub struct Events<M, E = std::convert::Infallible> {
     terminal: EventStream,
     tick: Interval,
-    engine: Option<mpsc::UnboundedReceiver<E>>,
+    engine: Option<mpsc::Receiver<E>>,
     wrap: fn(E) -> M,
     internal: mpsc::UnboundedReceiver<M>,
     terminal_failed: bool,
@@ -105,9 +105,10 @@ impl<M: TuiMsg> Events<M> {
 
 impl<M: TuiMsg, E> Events<M, E> {
     /// Listen to the terminal, tick, and read `engine` (each event made a message by `wrap`)
-    /// and `internal`.
+    /// and `internal`. The engine's channel is bounded: an engine must never buffer without
+    /// limit for a screen that is slow to draw.
     pub fn with_engine(
-        engine: mpsc::UnboundedReceiver<E>,
+        engine: mpsc::Receiver<E>,
         wrap: fn(E) -> M,
         internal: mpsc::UnboundedReceiver<M>,
     ) -> Self {
@@ -115,7 +116,7 @@ impl<M: TuiMsg, E> Events<M, E> {
     }
 
     fn build(
-        engine: Option<mpsc::UnboundedReceiver<E>>,
+        engine: Option<mpsc::Receiver<E>>,
         wrap: fn(E) -> M,
         internal: mpsc::UnboundedReceiver<M>,
     ) -> Self {
@@ -162,7 +163,7 @@ impl<M: TuiMsg, E> Events<M, E> {
 }
 
 /// Receive from `rx`, or wait forever once it is closed (or when there is none).
-async fn recv<E>(rx: &mut Option<mpsc::UnboundedReceiver<E>>) -> Option<E> {
+async fn recv<E>(rx: &mut Option<mpsc::Receiver<E>>) -> Option<E> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

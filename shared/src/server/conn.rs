@@ -15,8 +15,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::server::TlsStream;
 
+use super::guard::{Cancel, NotNow, Outcome, Refusal};
 use super::registry::Standing;
-use super::{Server, ServerEvent, SessionEntry, Shared, TaskContext};
+use super::{ConnSlot, Server, ServerEvent, SessionEntry, Shared, TaskContext};
 use crate::connection::{Connection, ConnectionError};
 use crate::frame::FrameError;
 use crate::message::{B64, ErrorCode, Message, PairFailure, RepairReason, TaskErrorBody};
@@ -29,65 +30,93 @@ type Conn = Connection<TlsStream<TcpStream>>;
 /// Longest client name kept; longer names are cut.
 const MAX_NAME: usize = 64;
 
-pub(super) async fn handle(server: Server, shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
-    // One address cannot hold more than its share of half-open connections.
-    let Some(unauthenticated) = shared.admit_unauthenticated(peer.ip()) else {
-        tracing::debug!(%peer, "too many unauthenticated connections from this address");
+pub(super) async fn handle(
+    server: Server,
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut slot: ConnSlot,
+    evicted: oneshot::Receiver<()>,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    // Until it authenticates, the connection may be evicted to make room for a newer one.
+    let opened = tokio::select! {
+        opened = open(&shared, tcp, peer, &mut shutdown) => opened,
+        Ok(()) = evicted => {
+            tracing::debug!(%peer, "unauthenticated connection evicted to make room");
+            None
+        }
+    };
+    let Some((mut conn, ctx, client_name, pairing_id)) = opened else {
         return;
     };
-    let mut shutdown = shared.shutdown.subscribe();
+    if !slot.authenticate() {
+        // Evicted between its last message and now.
+        return conn.close().await;
+    }
+    ctx.session(&server, conn, client_name, pairing_id, shutdown)
+        .await;
+}
+
+type Opened = (Conn, ConnCtx, String, String);
+
+/// TLS handshake, then pairing or token authentication: the part of a connection that is
+/// not yet trusted. Returns the session's connection, or `None` when it ended.
+async fn open(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shutdown: &mut tokio::sync::broadcast::Receiver<()>,
+) -> Option<Opened> {
     let accept = tokio::time::timeout(shared.config.handshake_timeout, shared.acceptor.accept(tcp));
     let tls = tokio::select! {
         r = accept => match r {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::debug!(%peer, "TLS handshake failed: {e}");
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::debug!(%peer, "TLS handshake timed out");
-                return;
+                return None;
             }
         },
-        _ = shutdown.recv() => return,
+        _ = shutdown.recv() => return None,
     };
     if tls.get_ref().1.alpn_protocol() != Some(crate::tls::ALPN) {
         tracing::debug!(%peer, "client did not negotiate our ALPN");
-        return;
+        return None;
     }
     let Some(info) = crate::tls::server_session(&tls) else {
         tracing::debug!(%peer, "no usable client certificate");
-        return;
+        return None;
     };
     let mut conn = Connection::new(tls, shared.config.max_frame);
-    let mut ctx = ConnCtx {
-        shared: &shared,
+    let ctx = ConnCtx {
+        shared: shared.clone(),
         peer,
         info,
     };
     let first = tokio::select! {
         r = conn.expect::<Message>(shared.config.step_timeout) => r,
-        _ = shutdown.recv() => return,
+        _ = shutdown.recv() => return None,
     };
     let first = match first {
         Ok(m) => m,
-        Err(e) => return fail_read(&mut conn, e).await,
+        Err(e) => {
+            fail_read(&mut conn, e).await;
+            return None;
+        }
     };
-    let (client_name, pairing_id) = match first {
+    let who = match first {
         Message::PairRequest { client_name } => {
             let name = clean_name(&client_name);
             tokio::select! {
-                r = ctx.pairing(&mut conn, name) => match r {
-                    Some(who) => who,
-                    None => return conn.close().await,
-                },
-                _ = shutdown.recv() => return conn.close().await,
+                r = ctx.pairing(&mut conn, name) => r,
+                _ = shutdown.recv() => None,
             }
         }
-        Message::Auth { token } => match ctx.authenticate(&mut conn, &token).await {
-            Some(who) => who,
-            None => return conn.close().await,
-        },
+        Message::Auth { token } => ctx.authenticate(&mut conn, &token).await,
         Message::Hello {} => {
             let _ = conn
                 .send(&Message::ServerInfo {
@@ -95,7 +124,7 @@ pub(super) async fn handle(server: Server, shared: Arc<Shared>, tcp: TcpStream, 
                     protocol: crate::PROTOCOL_VERSION,
                 })
                 .await;
-            return conn.close().await;
+            None
         }
         other => {
             let _ = conn
@@ -104,13 +133,16 @@ pub(super) async fn handle(server: Server, shared: Arc<Shared>, tcp: TcpStream, 
                     format!("expected pair_request, auth or hello, got {}", other.kind()),
                 ))
                 .await;
-            return conn.close().await;
+            None
         }
     };
-    // Authenticated: no longer counted against the address's half-open allowance.
-    drop(unauthenticated);
-    ctx.session(&server, conn, client_name, pairing_id, shutdown)
-        .await;
+    match who {
+        Some((name, pairing_id)) => Some((conn, ctx, name, pairing_id)),
+        None => {
+            conn.close().await;
+            None
+        }
+    }
 }
 
 /// Queue a response; one too large for a frame becomes an error response instead.
@@ -168,29 +200,65 @@ fn clean_name(name: &str) -> String {
     }
 }
 
-struct ConnCtx<'a> {
-    shared: &'a Arc<Shared>,
+struct ConnCtx {
+    shared: Arc<Shared>,
     peer: SocketAddr,
     info: SessionInfo,
 }
 
-/// A code waiting for its answer; releases its pending slot when dropped.
+/// The answer to a code must follow the server's SPAKE2 message at once (the client only
+/// computes); an attempt that stalls holds a unit of the failure budget, so it gets less
+/// time than a step that waits for a person.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A code waiting for its answer. Dropping it releases its pending slot and tells the
+/// operator how the request ended (`end`), unless it paired.
 struct Pending<'a> {
     shared: &'a Shared,
-    ip: std::net::IpAddr,
     request_id: u64,
+    /// The name the client asked under (shown with the code, saved if it pairs).
+    name: String,
     code: Code,
     expires_at: tokio::time::Instant,
     attempts_left: u32,
+    /// Fires when the request is displaced or pairing closes.
+    cancelled: oneshot::Receiver<Cancel>,
+    /// How the request ended, reported on drop; `None` once it paired.
+    end: Option<&'static str>,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.shared.guard().release(self.ip);
+        self.shared.guard().release(self.request_id);
+        if let Some(reason) = self.end {
+            self.shared.emit(ServerEvent::PairClosed {
+                request_id: self.request_id,
+                reason: reason.to_string(),
+            });
+        }
     }
 }
 
-impl ConnCtx<'_> {
+/// What reading the next pairing message gave.
+enum Next {
+    Message(Message),
+    /// The pending code expired while waiting.
+    Expired,
+    /// The connection ends (closed, failed, cancelled); everything needed was sent.
+    End,
+}
+
+/// What checking one answer gave.
+enum Answer {
+    /// The key confirmation matched.
+    Right(Box<crate::pairing::Confirmation>),
+    /// It did not (or the SPAKE2 message was malformed).
+    Wrong,
+    /// The peer went away or broke the protocol half-way; the connection ends.
+    Abandoned,
+}
+
+impl ConnCtx {
     fn binding(&self) -> Binding {
         Binding {
             exporter: self.info.exporter,
@@ -212,16 +280,146 @@ impl ConnCtx<'_> {
         });
     }
 
-    fn closed(&self, request_id: u64, reason: &str) {
-        self.shared.emit(ServerEvent::PairClosed {
-            request_id,
-            reason: reason.to_string(),
+    /// Send a refusal; the caller then ends the connection, so asking again never earns a
+    /// connection a fresh timeout.
+    async fn refuse(
+        &self,
+        conn: &mut Conn,
+        reason: PairFailure,
+        attempts_left: u32,
+        wait: Option<std::time::Duration>,
+    ) {
+        let _ = conn
+            .send(&Message::PairFailed {
+                reason,
+                attempts_left,
+                retry_after_ms: wait.map(|w| w.as_millis() as u64),
+            })
+            .await;
+    }
+
+    /// Wait for the next message of the pairing exchange, the expiry of the pending code, or
+    /// its cancellation.
+    async fn next_message(&self, conn: &mut Conn, pending: &mut Option<Pending<'_>>) -> Next {
+        let deadline = match pending {
+            Some(p) => p.expires_at,
+            None => tokio::time::Instant::now() + self.shared.config.step_timeout,
+        };
+        let read = tokio::time::timeout_at(deadline, conn.read::<Message>());
+        let result = match pending.as_mut() {
+            Some(p) => tokio::select! {
+                Ok(why) = &mut p.cancelled => Err(why),
+                r = read => Ok(r),
+            },
+            None => Ok(read.await),
+        };
+        match result {
+            Err(why) => {
+                // Displaced, or pairing closed: say so, and end the connection.
+                if let Some(p) = pending.as_mut() {
+                    p.end = Some(match why.reason {
+                        PairFailure::Displaced => "displaced",
+                        _ => "pairing_closed",
+                    });
+                }
+                *pending = None;
+                self.refuse(conn, why.reason, 0, why.retry_after).await;
+                Next::End
+            }
+            Ok(Err(_)) => match pending.take() {
+                Some(mut p) => {
+                    // Only the operator is told now; the client learns it when it answers,
+                    // which keeps the exchange strictly request/response.
+                    self.failed_expired(&p);
+                    p.end = Some("expired");
+                    Next::Expired
+                }
+                None => {
+                    fail_read(conn, ConnectionError::Timeout).await;
+                    Next::End
+                }
+            },
+            Ok(Ok(Ok(Some(m)))) => Next::Message(m),
+            Ok(Ok(Ok(None))) => Next::End,
+            Ok(Ok(Err(e))) => {
+                fail_read(conn, e).await;
+                Next::End
+            }
+        }
+    }
+
+    fn failed_expired(&self, p: &Pending<'_>) {
+        self.shared.emit(ServerEvent::PairFailed {
+            request_id: Some(p.request_id),
+            client_name: p.name.clone(),
+            client_addr: self.peer,
+            client_id: self.info.peer_id,
+            reason: PairFailure::CodeExpired,
+            attempts_left: 0,
         });
     }
 
-    /// Run pairing; returns the client's name once it is paired and saved.
-    /// Returns the client's name and pairing id once it is paired and saved.
-    async fn pairing(&mut self, conn: &mut Conn, mut name: String) -> Option<(String, String)> {
+    /// Reserve a unit of the failure budget for an answer to `p`'s code. While every unit
+    /// left is held by answers being checked, wait a little: they take milliseconds.
+    async fn begin_attempt(&self, p: &Pending<'_>) -> Result<(), Refusal> {
+        let ip = self.peer.ip();
+        let give_up = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+        loop {
+            let allowed = self
+                .shared
+                .guard()
+                .begin_attempt(p.request_id, ip, Instant::now());
+            match allowed {
+                Ok(()) => return Ok(()),
+                Err(NotNow::Refused(refusal)) => return Err(refusal),
+                Err(NotNow::Busy) if tokio::time::Instant::now() < give_up => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(NotNow::Busy) => {
+                    return Err((
+                        PairFailure::RateLimited,
+                        Some(std::time::Duration::from_secs(1)),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Check one answer to `p`'s code: SPAKE2, then the client's key confirmation.
+    async fn check_answer(&self, conn: &mut Conn, p: &Pending<'_>, pake: &[u8]) -> Answer {
+        // A malformed SPAKE2 message counts as a wrong answer, so it buys nothing.
+        let Some((confirmation, msg_b)) = server_respond(&self.binding(), &p.code, pake).ok()
+        else {
+            return Answer::Wrong;
+        };
+        let sent = conn.send(&Message::PairPake { pake: B64(msg_b) }).await;
+        if sent.is_err() {
+            return Answer::Abandoned;
+        }
+        let limit = CONFIRM_TIMEOUT.min(self.shared.config.step_timeout);
+        match conn.expect::<Message>(limit).await {
+            Ok(Message::PairConfirm { mac }) if confirmation.verify_client(&mac.0) => {
+                Answer::Right(Box::new(confirmation))
+            }
+            Ok(Message::PairConfirm { .. }) => Answer::Wrong,
+            Ok(other) => {
+                let _ = conn
+                    .send(&Message::error(
+                        ErrorCode::UnexpectedMessage,
+                        format!("expected pair_confirm, got {}", other.kind()),
+                    ))
+                    .await;
+                Answer::Abandoned
+            }
+            Err(e) => {
+                fail_read(conn, e).await;
+                Answer::Abandoned
+            }
+        }
+    }
+
+    /// Run pairing; returns the client's name and pairing id once it is paired and saved.
+    async fn pairing(&self, conn: &mut Conn, mut name: String) -> Option<(String, String)> {
         let policy = &self.shared.config.pairing;
         let ip = self.peer.ip();
         let mut pending: Option<Pending<'_>> = None;
@@ -233,81 +431,49 @@ impl ConnCtx<'_> {
         loop {
             let msg = match next.take() {
                 Some(m) => m,
-                None => {
-                    let deadline = match &pending {
-                        Some(p) => p.expires_at,
-                        None => tokio::time::Instant::now() + self.shared.config.step_timeout,
-                    };
-                    match tokio::time::timeout_at(deadline, conn.read::<Message>()).await {
-                        Err(_) => match pending.take() {
-                            Some(p) => {
-                                // Only the operator is told now; the client learns it when it
-                                // answers, which keeps the exchange strictly request/response.
-                                self.failed(&name, Some(p.request_id), PairFailure::CodeExpired, 0);
-                                self.closed(p.request_id, "expired");
-                                stale = Some(PairFailure::CodeExpired);
-                                continue;
-                            }
-                            None => {
-                                fail_read(conn, ConnectionError::Timeout).await;
-                                return None;
-                            }
-                        },
-                        Ok(Ok(Some(m))) => m,
-                        Ok(Ok(None)) => {
-                            if let Some(p) = pending {
-                                self.closed(p.request_id, "cancelled");
-                            }
-                            return None;
-                        }
-                        Ok(Err(e)) => {
-                            if let Some(p) = pending {
-                                self.closed(p.request_id, "cancelled");
-                            }
-                            fail_read(conn, e).await;
-                            return None;
-                        }
+                None => match self.next_message(conn, &mut pending).await {
+                    Next::Message(m) => m,
+                    Next::Expired => {
+                        stale = Some(PairFailure::CodeExpired);
+                        continue;
                     }
-                }
+                    Next::End => return None,
+                },
             };
             match msg {
                 Message::PairRequest { client_name } => {
                     let asked_as = clean_name(&client_name);
                     if let Some(p) = &pending {
-                        let _ = conn
-                            .send(&Message::PairFailed {
-                                reason: PairFailure::AlreadyPending,
-                                attempts_left: p.attempts_left,
-                                retry_after_ms: None,
-                            })
+                        let left = p.attempts_left;
+                        self.refuse(conn, PairFailure::AlreadyPending, left, None)
                             .await;
-                        continue;
+                        return None;
                     }
-                    let admitted = self.shared.guard().admit(policy, ip, Instant::now());
-                    if let Err((reason, wait)) = admitted {
-                        self.failed(&asked_as, None, reason, 0);
-                        let _ = conn
-                            .send(&Message::PairFailed {
-                                reason,
-                                attempts_left: 0,
-                                retry_after_ms: wait.map(|w| w.as_millis() as u64),
-                            })
-                            .await;
-                        continue;
-                    }
+                    let request_id = self.shared.next_id();
+                    let admitted = self.shared.guard().admit(ip, request_id, Instant::now());
+                    let admission = match admitted {
+                        Ok(a) => a,
+                        Err((reason, wait)) => {
+                            self.failed(&asked_as, None, reason, 0);
+                            self.refuse(conn, reason, 0, wait).await;
+                            return None;
+                        }
+                    };
                     stale = None;
                     // The name the operator sees with this code is the one that gets saved.
                     name = asked_as;
                     let p = Pending {
-                        shared: self.shared,
-                        ip,
-                        request_id: self.shared.next_id(),
+                        shared: &self.shared,
+                        request_id,
+                        name: name.clone(),
                         code: Code::generate(),
                         expires_at: tokio::time::Instant::now() + policy.code_ttl,
                         attempts_left: policy.max_attempts,
+                        cancelled: admission.cancelled,
+                        end: Some("cancelled"),
                     };
                     self.shared.emit(ServerEvent::PairRequest {
-                        request_id: p.request_id,
+                        request_id,
                         client_name: name.clone(),
                         client_addr: self.peer,
                         client_id: self.info.peer_id,
@@ -325,7 +491,6 @@ impl ConnCtx<'_> {
                         })
                         .await;
                     if sent.is_err() {
-                        self.closed(p.request_id, "cancelled");
                         return None;
                     }
                     pending = Some(p);
@@ -333,13 +498,7 @@ impl ConnCtx<'_> {
                 Message::PairAttempt { pake } => {
                     let Some(p) = pending.as_mut() else {
                         if let Some(reason) = stale {
-                            let _ = conn
-                                .send(&Message::PairFailed {
-                                    reason,
-                                    attempts_left: 0,
-                                    retry_after_ms: None,
-                                })
-                                .await;
+                            self.refuse(conn, reason, 0, None).await;
                             continue;
                         }
                         let _ = conn
@@ -350,112 +509,76 @@ impl ConnCtx<'_> {
                             .await;
                         return None;
                     };
-                    let allowed = self
-                        .shared
-                        .guard()
-                        .check_attempt(policy, ip, Instant::now());
-                    if let Err(wait) = allowed {
-                        self.failed(
-                            &name,
-                            Some(p.request_id),
-                            PairFailure::RateLimited,
-                            p.attempts_left,
-                        );
-                        let _ = conn
-                            .send(&Message::PairFailed {
-                                reason: PairFailure::RateLimited,
-                                attempts_left: p.attempts_left,
-                                retry_after_ms: Some(wait.as_millis() as u64),
-                            })
-                            .await;
-                        continue;
+                    if let Err((reason, wait)) = self.begin_attempt(p).await {
+                        self.failed(&name, Some(p.request_id), reason, p.attempts_left);
+                        let left = p.attempts_left;
+                        self.refuse(conn, reason, left, wait).await;
+                        return None;
                     }
-                    // A malformed SPAKE2 message counts as a wrong answer, so it buys nothing.
-                    let exchange = server_respond(&self.binding(), &p.code, &pake.0).ok();
-                    let confirmed = match &exchange {
-                        Some((confirmation, msg_b)) => {
-                            if conn
-                                .send(&Message::PairPake {
-                                    pake: B64(msg_b.clone()),
-                                })
-                                .await
-                                .is_err()
-                            {
-                                self.closed(p.request_id, "cancelled");
-                                return None;
-                            }
-                            match conn
-                                .expect::<Message>(self.shared.config.step_timeout)
-                                .await
-                            {
-                                Ok(Message::PairConfirm { mac }) => {
-                                    confirmation.verify_client(&mac.0)
-                                }
-                                Ok(other) => {
-                                    let _ = conn
-                                        .send(&Message::error(
-                                            ErrorCode::UnexpectedMessage,
-                                            format!("expected pair_confirm, got {}", other.kind()),
-                                        ))
-                                        .await;
-                                    self.closed(p.request_id, "cancelled");
-                                    return None;
-                                }
-                                Err(e) => {
-                                    self.closed(p.request_id, "cancelled");
-                                    fail_read(conn, e).await;
-                                    return None;
-                                }
-                            }
-                        }
-                        None => false,
+                    // From here the attempt holds a unit of the failure budget; every path
+                    // below settles it.
+                    let answer = self.check_answer(conn, p, &pake.0).await;
+                    let settle = |outcome| {
+                        self.shared.guard().finish_attempt(
+                            p.request_id,
+                            ip,
+                            outcome,
+                            Instant::now(),
+                        )
                     };
-                    if tokio::time::Instant::now() >= p.expires_at {
-                        // Answered too late: the code was already void.
-                        let id = p.request_id;
+                    if tokio::time::Instant::now() >= p.expires_at
+                        && !matches!(answer, Answer::Abandoned)
+                    {
+                        // Answered too late: the code was already void, and the answer told
+                        // the client nothing.
+                        settle(Outcome::Void);
+                        self.failed_expired(p);
+                        p.end = Some("expired");
                         pending = None;
                         stale = Some(PairFailure::CodeExpired);
-                        let _ = conn
-                            .send(&Message::PairFailed {
-                                reason: PairFailure::CodeExpired,
-                                attempts_left: 0,
-                                retry_after_ms: None,
-                            })
-                            .await;
-                        self.failed(&name, Some(id), PairFailure::CodeExpired, 0);
-                        self.closed(id, "expired");
+                        self.refuse(conn, PairFailure::CodeExpired, 0, None).await;
                         continue;
                     }
-                    if confirmed {
-                        let (confirmation, _) = exchange?;
-                        let request_id = p.request_id;
-                        return self
-                            .finish_pairing(conn, name, request_id, &confirmation)
-                            .await;
-                    }
-                    p.attempts_left -= 1;
-                    let wait = self
-                        .shared
-                        .guard()
-                        .record_failure(policy, ip, Instant::now());
-                    let (reason, left) = if p.attempts_left == 0 {
-                        (PairFailure::CodeExhausted, 0)
-                    } else {
-                        (PairFailure::WrongCode, p.attempts_left)
+                    let confirmation = match answer {
+                        Answer::Right(c) => c,
+                        Answer::Abandoned => {
+                            // Treated as a wrong answer: stalling must not be free.
+                            let settled = settle(Outcome::Wrong);
+                            if let Some(change) = settled.change {
+                                self.shared.report_gate(change);
+                            }
+                            return None;
+                        }
+                        Answer::Wrong => {
+                            p.attempts_left = p.attempts_left.saturating_sub(1);
+                            let settled = settle(Outcome::Wrong);
+                            let (reason, left) = if p.attempts_left == 0 {
+                                (PairFailure::CodeExhausted, 0)
+                            } else {
+                                (PairFailure::WrongCode, p.attempts_left)
+                            };
+                            self.failed(&name, Some(p.request_id), reason, left);
+                            if let Some(change) = settled.change {
+                                self.shared.report_gate(change);
+                            }
+                            self.refuse(conn, reason, left, Some(settled.wait)).await;
+                            if left == 0 {
+                                p.end = Some("exhausted");
+                                pending = None;
+                                stale = Some(PairFailure::CodeExhausted);
+                            }
+                            continue;
+                        }
                     };
-                    self.failed(&name, Some(p.request_id), reason, left);
-                    let _ = conn
-                        .send(&Message::PairFailed {
-                            reason,
-                            attempts_left: left,
-                            retry_after_ms: Some(wait.as_millis() as u64),
-                        })
+                    settle(Outcome::Right);
+                    let mut p = pending.take()?;
+                    let paired = self
+                        .finish_pairing(conn, name, p.request_id, &confirmation)
                         .await;
-                    if left == 0 {
-                        self.closed(p.request_id, "exhausted");
-                        pending = None;
-                        stale = Some(PairFailure::CodeExhausted);
+                    if paired.is_some() {
+                        p.end = None;
                     }
+                    return paired;
                 }
                 other => {
                     let _ = conn
@@ -464,9 +587,6 @@ impl ConnCtx<'_> {
                             format!("{} is not valid while pairing", other.kind()),
                         ))
                         .await;
-                    if let Some(p) = pending {
-                        self.closed(p.request_id, "cancelled");
-                    }
                     return None;
                 }
             }
@@ -517,16 +637,18 @@ impl ConnCtx<'_> {
                     "the server could not save the pairing",
                 ))
                 .await;
-            self.closed(request_id, "cancelled");
             return None;
         }
-        self.shared.guard().record_success(self.peer.ip());
+        let change = self.shared.guard().paired(Instant::now());
         self.shared.emit(ServerEvent::Paired {
             request_id,
             client_name: name.clone(),
             client_addr: self.peer,
             client_id: self.info.peer_id,
         });
+        if let Some(change) = change {
+            self.shared.report_gate(change);
+        }
         let sent = conn
             .send(&Message::Paired {
                 mac: B64(confirmation.server_mac()),
@@ -626,7 +748,7 @@ impl ConnCtx<'_> {
         pairing_id: String,
         mut shutdown: tokio::sync::broadcast::Receiver<()>,
     ) {
-        let shared = self.shared;
+        let shared = &self.shared;
         let id = self.info.peer_id;
         let session_id = shared.next_id();
         let (notices, mut rx) = mpsc::channel::<Arc<str>>(64);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::{ClientView, Server};
+use super::{ClientView, PairingStatus, Server};
 
 /// File name of the socket inside the state folder.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -31,6 +31,27 @@ pub enum ControlRequest {
         /// The text.
         text: String,
     },
+    /// Open, close or show pairing.
+    Pairing {
+        /// What to do.
+        command: PairingCommand,
+    },
+}
+
+/// What a [`ControlRequest::Pairing`] does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum PairingCommand {
+    /// Open pairing (a window of `for_ms`, or the server's default, in window mode).
+    Open {
+        /// Window length, milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_ms: Option<u64>,
+    },
+    /// Close pairing until opened again.
+    Close,
+    /// Only report.
+    Status,
 }
 
 /// The reply.
@@ -53,6 +74,11 @@ pub enum ControlReply {
     Notified {
         /// Sessions it was queued for.
         recipients: usize,
+    },
+    /// Where pairing stands (after the command).
+    Pairing {
+        /// The status.
+        status: PairingStatus,
     },
     /// The request failed.
     Error {
@@ -118,6 +144,15 @@ async fn handle(server: &Server, req: ControlRequest) -> ControlReply {
         },
         ControlRequest::Notify { text } => ControlReply::Notified {
             recipients: server.notify_all(&text),
+        },
+        ControlRequest::Pairing { command } => ControlReply::Pairing {
+            status: match command {
+                PairingCommand::Open { for_ms } => {
+                    server.open_pairing(for_ms.map(std::time::Duration::from_millis))
+                }
+                PairingCommand::Close => server.close_pairing(),
+                PairingCommand::Status => server.pairing_status(),
+            },
         },
     }
 }

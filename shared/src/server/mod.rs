@@ -2,11 +2,14 @@
 //! happens as [`ServerEvent`]s. The apps only render events and call [`Server`] methods.
 //!
 //! Modelled on mini-redis: [`Server::run`] takes a bound listener and a shutdown future, a
-//! semaphore caps connections, and a broadcast channel tells handlers to stop.
+//! connection table caps connections (evicting the oldest unauthenticated one rather than
+//! refusing a new one), and a broadcast channel tells handlers to stop.
 
 mod conn;
+mod conns;
 #[cfg(unix)]
 pub mod control;
+pub mod events;
 pub mod guard;
 mod registry;
 pub mod tasks;
@@ -21,9 +24,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc};
 
-pub use guard::PairingPolicy;
+pub use events::EventSender;
+pub use guard::{
+    BudgetPolicy, ClosedReason, GateChange, OpenedBy, PairingMode, PairingPolicy, PairingStatus,
+};
 pub use tasks::{Task, TaskContext, TaskError, TaskResult, Tasks};
 
 use crate::identity::{Identity, PeerId};
@@ -46,11 +52,15 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Time allowed for each step of pairing and for the first message.
     pub step_timeout: Duration,
-    /// Open connections allowed at once.
+    /// Open connections allowed at once; over it, the oldest unauthenticated one is closed.
     pub max_connections: usize,
+    /// Unauthenticated connections (handshake, pairing) allowed at once, from all addresses;
+    /// over it, the oldest is closed.
+    pub max_unauthenticated: usize,
     /// Requests one session may have running at once.
     pub max_inflight: usize,
-    /// Connections from one address not yet authenticated (handshake, pairing) at once.
+    /// Connections from one address not yet authenticated (handshake, pairing) at once; over
+    /// it, that address's oldest one is closed.
     pub max_unauthenticated_per_addr: usize,
     /// A quiet session gets a `ping` after this long.
     pub keepalive: Duration,
@@ -72,6 +82,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             step_timeout: Duration::from_secs(30),
             max_connections: 16_384,
+            max_unauthenticated: 4096,
             max_inflight: 32,
             max_unauthenticated_per_addr: 32,
             keepalive: Duration::from_secs(30),
@@ -133,12 +144,58 @@ pub enum ServerEvent {
         /// Wrong answers still allowed for the code.
         attempts_left: u32,
     },
-    /// A pending request ended without pairing (expired, exhausted or abandoned).
+    /// A pending request ended without pairing.
     PairClosed {
         /// The request.
         request_id: u64,
-        /// `expired`, `exhausted` or `cancelled`.
+        /// `expired`, `exhausted`, `cancelled` (the client left), `displaced` (another request
+        /// took its place) or `pairing_closed`.
         reason: String,
+    },
+    /// Pairing is accepted again (a window opened, or a closure ended).
+    PairingOpened {
+        /// The server's pairing mode.
+        mode: PairingMode,
+        /// Who opened it.
+        by: OpenedBy,
+        /// Seconds until a window closes by itself.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        closes_in_s: Option<u64>,
+    },
+    /// Pairing is refused from now on; requests get `pairing_closed`.
+    PairingClosed {
+        /// The server's pairing mode.
+        mode: PairingMode,
+        /// Why.
+        reason: ClosedReason,
+        /// Seconds until it reopens by itself (after a spent budget in request mode).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reopens_in_s: Option<u64>,
+        /// Wrong answers allowed per budget window.
+        budget: u32,
+        /// The budget window, seconds.
+        budget_window_s: u64,
+    },
+    /// What was held back during the last interval: refusals beyond the burst shown one by
+    /// one, events dropped because the reader was behind, connections evicted.
+    Summary {
+        /// Length of the interval, milliseconds.
+        interval_ms: u64,
+        /// Refusals in the interval (shown and not).
+        failures: u64,
+        /// How many of them were shown one by one.
+        shown: u64,
+        /// Distinct addresses they came from.
+        addresses: u64,
+        /// Whether there were more addresses than counted.
+        addresses_capped: bool,
+        /// Refusals by reason (`rate_limited`, `pairing_closed`, `too_many_pending`,
+        /// `already_pending`, `auth_failed`, `other`).
+        reasons: std::collections::BTreeMap<String, u64>,
+        /// Events dropped because the reader was behind.
+        dropped: u64,
+        /// Unauthenticated connections closed to make room for new ones.
+        evicted: u64,
     },
     /// A client paired successfully and was saved.
     Paired {
@@ -281,10 +338,10 @@ struct Shared {
     guard: Mutex<guard::Guard>,
     sessions: Mutex<HashMap<u64, SessionEntry>>,
     tasks_run: Mutex<HashMap<PeerId, u64>>,
-    unauthenticated: Mutex<HashMap<IpAddr, usize>>,
+    conns: Mutex<conns::ConnTable>,
     connected: AtomicUsize,
     next_id: AtomicU64,
-    events: Option<mpsc::UnboundedSender<ServerEvent>>,
+    events: Option<EventSender>,
     started: Instant,
     shutdown: broadcast::Sender<()>,
 }
@@ -292,7 +349,7 @@ struct Shared {
 impl Shared {
     fn emit(&self, event: ServerEvent) {
         if let Some(tx) = &self.events {
-            let _ = tx.send(event);
+            tx.emit(event);
         }
     }
 
@@ -300,51 +357,57 @@ impl Shared {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Count an unauthenticated connection from `ip`; `None` when that address is at its cap.
-    fn admit_unauthenticated(self: &Arc<Self>, ip: IpAddr) -> Option<Unauthenticated> {
-        let mut map = self
-            .unauthenticated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ip).or_default();
-        if *n >= self.config.max_unauthenticated_per_addr {
-            return None;
-        }
-        *n += 1;
-        Some(Unauthenticated {
-            shared: self.clone(),
-            ip,
-        })
-    }
-
     fn guard(&self) -> std::sync::MutexGuard<'_, guard::Guard> {
         self.guard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, conns::ConnTable> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, SessionEntry>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Tell the operator about a change of the pairing gate.
+    fn report_gate(&self, change: GateChange) {
+        let mode = self.config.pairing.mode;
+        self.emit(match change {
+            GateChange::Opened { by, closes_in } => ServerEvent::PairingOpened {
+                mode,
+                by,
+                closes_in_s: closes_in.map(guard::secs_up),
+            },
+            GateChange::Closed { reason, reopens_in } => ServerEvent::PairingClosed {
+                mode,
+                reason,
+                reopens_in_s: reopens_in.map(guard::secs_up),
+                budget: self.config.pairing.budget.failures,
+                budget_window_s: self.config.pairing.budget.window.as_secs(),
+            },
+        });
+    }
 }
 
-/// One unauthenticated connection counted against its address; released on drop.
-struct Unauthenticated {
+/// One connection's slot in the connection table; released on drop.
+struct ConnSlot {
     shared: Arc<Shared>,
-    ip: IpAddr,
+    id: u64,
+    authenticated: bool,
 }
 
-impl Drop for Unauthenticated {
+impl ConnSlot {
+    /// The connection authenticated: it can no longer be evicted. `false` when it was
+    /// evicted meanwhile (it must close).
+    fn authenticate(&mut self) -> bool {
+        self.authenticated = self.shared.conns().authenticate(self.id);
+        self.authenticated
+    }
+}
+
+impl Drop for ConnSlot {
     fn drop(&mut self) {
-        let mut map = self
-            .shared
-            .unauthenticated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
+        self.shared.conns().release(self.id, self.authenticated);
     }
 }
 
@@ -366,13 +429,14 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Open the state in `state_dir` (locking it) and prepare a server.
     ///
-    /// `events`, when given, receives every [`ServerEvent`]; the channel is unbounded so the
-    /// network never waits for a slow UI.
+    /// `events`, when given (see [`events::channel`]), receives the [`ServerEvent`]s; it is
+    /// bounded, and the network never waits for a slow reader: what does not fit is counted
+    /// and summed up in a [`ServerEvent::Summary`].
     pub fn open(
         state_dir: &Path,
         config: ServerConfig,
         tasks: Tasks,
-        events: Option<mpsc::UnboundedSender<ServerEvent>>,
+        events: Option<EventSender>,
     ) -> Result<Self, ServerError> {
         let store = Arc::new(ServerStore::open(state_dir)?);
         let identity = store.identity(&config.name)?;
@@ -381,6 +445,12 @@ impl Server {
         let tls = crate::tls::server_config(&identity)?;
         let authority = TokenAuthority::new(&token_key, identity.id());
         let (shutdown, _) = broadcast::channel(1);
+        let guard = guard::Guard::new(config.pairing.clone());
+        let conns = conns::ConnTable::new(conns::Caps {
+            total: config.max_connections,
+            unauthenticated: config.max_unauthenticated,
+            per_addr: config.max_unauthenticated_per_addr,
+        });
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
@@ -389,10 +459,10 @@ impl Server {
                 authority,
                 tasks,
                 registry,
-                guard: Mutex::new(guard::Guard::default()),
+                guard: Mutex::new(guard),
                 sessions: Mutex::new(HashMap::new()),
                 tasks_run: Mutex::new(HashMap::new()),
-                unauthenticated: Mutex::new(HashMap::new()),
+                conns: Mutex::new(conns),
                 connected: AtomicUsize::new(0),
                 next_id: AtomicU64::new(0),
                 events,
@@ -478,6 +548,48 @@ impl Server {
         Ok(removed)
     }
 
+    /// Where pairing stands: mode, open or closed and why, deadlines, the failure budget.
+    pub fn pairing_status(&self) -> PairingStatus {
+        self.shared.guard().status(Instant::now())
+    }
+
+    /// The operator opens pairing: in window mode for `window` (default: the policy's
+    /// `open_for`), in request mode until closed. Ends a closure after a spent budget.
+    pub fn open_pairing(&self, window: Option<Duration>) -> PairingStatus {
+        let now = Instant::now();
+        let (change, status) = {
+            let mut g = self.shared.guard();
+            let change = g.open(window, now);
+            (change, g.status(now))
+        };
+        self.shared.report_gate(change);
+        status
+    }
+
+    /// The operator closes pairing until it is opened again; pending requests are cancelled.
+    pub fn close_pairing(&self) -> PairingStatus {
+        let now = Instant::now();
+        let (change, status) = {
+            let mut g = self.shared.guard();
+            let change = g.close(now);
+            (change, g.status(now))
+        };
+        if let Some(c) = change {
+            self.shared.report_gate(c);
+        }
+        status
+    }
+
+    /// Connections open now (authenticated or not).
+    pub fn open_connections(&self) -> usize {
+        self.shared.conns().total()
+    }
+
+    /// Connections open now that have not authenticated (handshake, pairing).
+    pub fn unauthenticated_connections(&self) -> usize {
+        self.shared.conns().unauthenticated()
+    }
+
     /// Push `text` to every connected client; returns how many sessions it was queued for.
     pub fn notify_all(&self, text: &str) -> usize {
         let text: Arc<str> = Arc::from(text);
@@ -505,7 +617,16 @@ impl Server {
             server_short: self.id().short(),
             name: self.name().to_string(),
         });
-        let limit = Arc::new(Semaphore::new(self.shared.config.max_connections));
+        {
+            // A window-mode server starts closed: say so, so the operator knows to open it.
+            let status = self.pairing_status();
+            if let Some(reason) = status.reason {
+                self.shared.report_gate(GateChange::Closed {
+                    reason,
+                    reopens_in: status.reopens_in_s.map(Duration::from_secs),
+                });
+            }
+        }
         let flusher = {
             let shared = self.shared.clone();
             tokio::spawn(async move {
@@ -520,34 +641,32 @@ impl Server {
                 }
             })
         };
+        let housekeeping = tokio::spawn(housekeeping(self.shared.clone()));
         tokio::select! {
-            res = self.accept_loop(&listener, limit.clone()) => { res?; }
+            res = self.accept_loop(&listener) => { res?; }
             _ = shutdown => {}
         }
         flusher.abort();
+        housekeeping.abort();
         drop(listener);
         let _ = self.shared.shutdown.send(());
-        // Give handlers a moment to say goodbye; each holds a permit until it ends.
-        let all = self.shared.config.max_connections as u32;
-        let _ = tokio::time::timeout(Duration::from_secs(3), limit.acquire_many(all)).await;
+        // Give handlers a moment to say goodbye; each holds its slot until it ends.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while self.shared.conns().total() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(events) = &self.shared.events {
+            events.flush(Instant::now());
+        }
         if let Err(e) = self.shared.registry.flush().await {
             tracing::error!("saving the registry on shutdown failed: {e}");
         }
         Ok(())
     }
 
-    async fn accept_loop(
-        &self,
-        listener: &TcpListener,
-        limit: Arc<Semaphore>,
-    ) -> std::io::Result<()> {
+    async fn accept_loop(&self, listener: &TcpListener) -> std::io::Result<()> {
         let mut backoff = Duration::from_millis(5);
         loop {
-            let permit = limit
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(std::io::Error::other)?;
             let (tcp, peer) = match listener.accept().await {
                 Ok(x) => {
                     backoff = Duration::from_millis(5);
@@ -561,13 +680,55 @@ impl Server {
                     continue;
                 }
             };
+            let peer = normalise(peer);
+            // Room is made by evicting the oldest unauthenticated connection; only when
+            // sessions fill every slot is the newcomer turned away.
+            let admitted = self.shared.conns().admit(peer.ip());
+            let Some(admitted) = admitted else {
+                tracing::debug!(%peer, "every connection slot is held by a session");
+                continue;
+            };
+            if let Some(events) = &self.shared.events {
+                events.evicted(admitted.evictions);
+            }
             let _ = tcp.set_nodelay(true);
+            let slot = ConnSlot {
+                shared: self.shared.clone(),
+                id: admitted.id,
+                authenticated: false,
+            };
             let shared = self.shared.clone();
             let server = self.clone();
-            tokio::spawn(async move {
-                conn::handle(server, shared, tcp, normalise(peer)).await;
-                drop(permit);
-            });
+            tokio::spawn(conn::handle(
+                server,
+                shared,
+                tcp,
+                peer,
+                slot,
+                admitted.evicted,
+            ));
+        }
+    }
+}
+
+/// Deadlines that pass without anyone connecting: a pairing window's end, a cool-off's end,
+/// and the periodic summary of what was held back from the operator.
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_summary = Instant::now();
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let change = shared.guard().tick(now);
+        if let Some(change) = change {
+            shared.report_gate(change);
+        }
+        if now.duration_since(last_summary) >= events::SUMMARY_INTERVAL {
+            last_summary = now;
+            if let Some(events) = &shared.events {
+                events.flush(now);
+            }
         }
     }
 }

@@ -1,0 +1,285 @@
+//! The operator's event stream: a bounded channel from the engine to whoever renders it,
+//! with refusals coalesced into a periodic [`ServerEvent::Summary`].
+//!
+//! Owns what reaches the operator and what is only counted. The network never waits for the
+//! operator: when the reader is slow and the channel is full, events are dropped and counted,
+//! never buffered without limit. Refusals that strangers can cause at will (rate limits, a
+//! closed pairing, bad tokens) pass one by one only up to a burst per interval; the rest are
+//! counted by reason and address, and the summary says "N failures from M addresses".
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::ServerEvent;
+use crate::message::PairFailure;
+
+/// Events the channel holds before new ones are dropped (about 1 MiB of events).
+pub const DEFAULT_CAPACITY: usize = 4096;
+/// How often refusals are summed up.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(5);
+/// Refusals passed one by one in each interval before they are only counted.
+pub const BURST: u32 = 10;
+/// Distinct addresses counted per interval; beyond it the summary says "at least".
+const MAX_ADDRS: usize = 4096;
+
+/// Make a channel of `capacity` events: the sender for [`super::Server::open`], and the
+/// receiver for the operator's interface.
+pub fn channel(capacity: usize) -> (EventSender, mpsc::Receiver<ServerEvent>) {
+    let (tx, rx) = mpsc::channel(capacity.max(16));
+    (
+        EventSender {
+            tx,
+            tally: Arc::new(Mutex::new(Tally::new(Instant::now()))),
+        },
+        rx,
+    )
+}
+
+#[derive(Debug)]
+struct Tally {
+    since: Instant,
+    shown: u64,
+    failures: u64,
+    reasons: BTreeMap<&'static str, u64>,
+    addrs: HashSet<IpAddr>,
+    addrs_capped: bool,
+    dropped: u64,
+    evicted: u64,
+}
+
+impl Tally {
+    fn new(now: Instant) -> Self {
+        Self {
+            since: now,
+            shown: 0,
+            failures: 0,
+            reasons: BTreeMap::new(),
+            addrs: HashSet::new(),
+            addrs_capped: false,
+            dropped: 0,
+            evicted: 0,
+        }
+    }
+
+    fn worth_reporting(&self) -> bool {
+        self.failures > self.shown || self.dropped > 0 || self.evicted > 0
+    }
+}
+
+/// The engine's end of the event stream. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    tx: mpsc::Sender<ServerEvent>,
+    tally: Arc<Mutex<Tally>>,
+}
+
+/// A refusal that strangers can cause as often as they like: its reason and source.
+fn refusal(event: &ServerEvent) -> Option<(&'static str, IpAddr)> {
+    match event {
+        ServerEvent::PairFailed {
+            reason,
+            client_addr,
+            ..
+        } => match reason {
+            // Wrong answers are few (the failure budget caps them) and each matters.
+            PairFailure::WrongCode | PairFailure::CodeExhausted | PairFailure::CodeExpired => None,
+            PairFailure::RateLimited => Some(("rate_limited", client_addr.ip())),
+            PairFailure::AlreadyPending => Some(("already_pending", client_addr.ip())),
+            PairFailure::TooManyPending => Some(("too_many_pending", client_addr.ip())),
+            PairFailure::PairingClosed => Some(("pairing_closed", client_addr.ip())),
+            PairFailure::Displaced | PairFailure::Other => Some(("other", client_addr.ip())),
+        },
+        ServerEvent::AuthFailed { client_addr, .. } => Some(("auth_failed", client_addr.ip())),
+        _ => None,
+    }
+}
+
+impl EventSender {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Report `event`: passed on, counted into the next summary, or (when the reader is
+    /// behind) dropped and counted.
+    pub fn emit(&self, event: ServerEvent) {
+        if let Some((reason, ip)) = refusal(&event) {
+            let mut t = self.tally();
+            t.failures += 1;
+            *t.reasons.entry(reason).or_default() += 1;
+            if t.addrs.len() < MAX_ADDRS {
+                t.addrs.insert(ip);
+            } else if !t.addrs.contains(&ip) {
+                t.addrs_capped = true;
+            }
+            if t.shown >= u64::from(BURST) {
+                return;
+            }
+            t.shown += 1;
+        }
+        self.send(event);
+    }
+
+    fn send(&self, event: ServerEvent) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.tally().dropped += 1;
+                false
+            }
+            // Nobody listens any more: nothing to count for.
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Count `n` connections evicted to make room for new ones.
+    pub fn evicted(&self, n: usize) {
+        if n > 0 {
+            self.tally().evicted += n as u64;
+        }
+    }
+
+    /// Send the summary of the interval that ends now, if anything was held back, and start
+    /// the next one. While the channel is full the counts are kept for a later summary.
+    pub fn flush(&self, now: Instant) {
+        if self.tx.capacity() == 0 {
+            return;
+        }
+        let summary = {
+            let mut t = self.tally();
+            let done = std::mem::replace(&mut *t, Tally::new(now));
+            if !done.worth_reporting() {
+                return;
+            }
+            ServerEvent::Summary {
+                interval_ms: now.saturating_duration_since(done.since).as_millis() as u64,
+                failures: done.failures,
+                shown: done.shown,
+                addresses: done.addrs.len() as u64,
+                addresses_capped: done.addrs_capped,
+                reasons: done
+                    .reasons
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
+                dropped: done.dropped,
+                evicted: done.evicted,
+            }
+        };
+        self.send(summary);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::PeerId;
+    use std::net::SocketAddr;
+
+    fn refused(n: u8) -> ServerEvent {
+        ServerEvent::PairFailed {
+            request_id: None,
+            client_name: "x".into(),
+            client_addr: SocketAddr::from(([10, 0, 0, n], 1000)),
+            client_id: PeerId([n; 32]),
+            reason: PairFailure::PairingClosed,
+            attempts_left: 0,
+        }
+    }
+
+    fn warning() -> ServerEvent {
+        ServerEvent::Warning {
+            message: "w".into(),
+        }
+    }
+
+    #[test]
+    fn refusals_beyond_the_burst_become_one_summary() {
+        let (tx, mut rx) = channel(1000);
+        let t = Instant::now();
+        for i in 0..500u32 {
+            tx.emit(refused((i % 50) as u8));
+        }
+        tx.emit(warning());
+        tx.flush(t + SUMMARY_INTERVAL);
+        let mut got = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            got.push(e);
+        }
+        assert_eq!(
+            got.len(),
+            BURST as usize + 2,
+            "burst, the warning, the summary"
+        );
+        match got.last().unwrap() {
+            ServerEvent::Summary {
+                failures,
+                shown,
+                addresses,
+                reasons,
+                ..
+            } => {
+                assert_eq!(*failures, 500);
+                assert_eq!(*shown, u64::from(BURST));
+                assert_eq!(*addresses, 50);
+                assert_eq!(reasons.get("pairing_closed"), Some(&500));
+            }
+            other => panic!("expected a summary, got {other:?}"),
+        }
+        // The next interval starts afresh: the burst passes again, and an interval with
+        // nothing held back sends no summary.
+        tx.emit(refused(1));
+        tx.flush(t + 2 * SUMMARY_INTERVAL);
+        assert!(matches!(rx.try_recv(), Ok(ServerEvent::PairFailed { .. })));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_reader_that_stops_costs_a_bounded_queue_and_a_count() {
+        let (tx, mut rx) = channel(16);
+        let t = Instant::now();
+        for _ in 0..100_000 {
+            tx.emit(warning());
+        }
+        // The summary cannot get in while the channel is full; it is kept.
+        tx.flush(t + SUMMARY_INTERVAL);
+        let mut n = 0;
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 16);
+        tx.flush(t + 2 * SUMMARY_INTERVAL);
+        match rx.try_recv() {
+            Ok(ServerEvent::Summary { dropped, .. }) => assert_eq!(dropped, 100_000 - 16),
+            other => panic!("expected a summary, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn distinct_addresses_are_counted_up_to_a_cap() {
+        let (tx, mut rx) = channel(100);
+        for i in 0..(MAX_ADDRS as u32 + 100) {
+            tx.emit(ServerEvent::AuthFailed {
+                client_addr: SocketAddr::from((i.to_be_bytes(), 1)),
+                client_id: PeerId([0; 32]),
+                reason: crate::message::RepairReason::Invalid,
+            });
+        }
+        tx.flush(Instant::now());
+        let summary = std::iter::from_fn(|| rx.try_recv().ok()).last();
+        match summary {
+            Some(ServerEvent::Summary {
+                addresses,
+                addresses_capped,
+                ..
+            }) => {
+                assert_eq!(addresses, MAX_ADDRS as u64);
+                assert!(addresses_capped);
+            }
+            other => panic!("expected a summary, got {other:?}"),
+        }
+    }
+}
