@@ -125,7 +125,7 @@ async fn a_client_that_stops_reading_is_disconnected() {
 }
 
 #[tokio::test]
-async fn half_open_connections_are_capped_per_address() {
+async fn over_the_per_address_cap_the_oldest_half_open_connection_is_evicted() {
     let sdir = tempfile::tempdir().unwrap();
     let server = TestServer::start(sdir.path(), test_config()).await;
     let cap = csc_shared::server::ServerConfig::default().max_unauthenticated_per_addr;
@@ -134,18 +134,28 @@ async fn half_open_connections_are_capped_per_address() {
         let s = tokio::net::TcpSocket::new_v4().unwrap();
         s.bind("127.0.9.1:0".parse().unwrap()).unwrap();
         held.push(s.connect(server.addr).await.unwrap());
+        // Accepted in this order, so the first is the oldest.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // Give the server a moment to count them.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.server.unauthenticated_connections(), cap);
     let s = tokio::net::TcpSocket::new_v4().unwrap();
     s.bind("127.0.9.1:0".parse().unwrap()).unwrap();
     let mut extra = s.connect(server.addr).await.unwrap();
     let mut buf = [0u8; 1];
-    let r = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await;
+    // The oldest goes...
+    let r = tokio::time::timeout(Duration::from_secs(5), held[0].read(&mut buf)).await;
     assert!(
         matches!(r, Ok(Ok(0)) | Ok(Err(_))),
-        "the connection over the cap was not closed: {r:?}"
+        "the oldest connection over the cap was not closed: {r:?}"
     );
+    // ...and the newest stays, with the count still at the cap.
+    let r = tokio::time::timeout(Duration::from_millis(500), extra.read(&mut buf)).await;
+    assert!(r.is_err(), "the new connection was closed: {r:?}");
+    assert_eq!(server.server.unauthenticated_connections(), cap);
+    // The second oldest was not touched.
+    let r = tokio::time::timeout(Duration::from_millis(100), held[1].read(&mut buf)).await;
+    assert!(r.is_err(), "a younger connection was closed: {r:?}");
     // Another address is unaffected.
     let cdir = tempfile::tempdir().unwrap();
     let c = client(cdir.path(), "c");
@@ -211,5 +221,76 @@ async fn five_hundred_dribbling_connections_do_not_stop_paired_clients() {
         "the slow connections were all held during the test"
     );
     eprintln!("500 dribbling connections held; worst connect + 5 pings: {worst:?}");
+    server.stop().await;
+}
+
+/// `n` idle TCP connections to `addr` from `ip` (they never start TLS).
+async fn idle_connections(addr: SocketAddr, ip: std::net::IpAddr, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::new(ip, 0)).unwrap();
+        held.push(s.connect(addr).await.unwrap());
+    }
+    held
+}
+
+#[tokio::test]
+async fn three_hundred_idle_connections_from_its_own_address_do_not_lock_a_paired_client_out() {
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(sdir.path(), test_config()).await;
+    let client = client(cdir.path(), "c");
+    let paired = pair(&client, &server).await;
+    // The client connects from 127.0.0.1; so do 300 idle connections that never say a word.
+    let held = idle_connections(server.addr, [127, 0, 0, 1].into(), 300).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cap = csc_shared::server::ServerConfig::default().max_unauthenticated_per_addr;
+    assert_eq!(server.server.unauthenticated_connections(), cap);
+    for _ in 0..5 {
+        let s = client
+            .connect(&paired)
+            .await
+            .expect("the paired client gets in");
+        assert_eq!(s.request("ping", vec![]).await.unwrap(), "pong");
+    }
+    drop(held);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_every_slot_filled_from_many_addresses_sessions_stay_and_a_client_gets_in() {
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.max_connections = 400;
+    config.max_unauthenticated = 400;
+    let server = TestServer::start(sdir.path(), config).await;
+    let client = client(cdir.path(), "c");
+    let paired = pair(&client, &server).await;
+    // A session opened before the flood.
+    let before = client.connect(&paired).await.unwrap();
+    // 400 idle connections from 20 addresses, 20 each (under the per-address cap): the
+    // table is full, and keeps filling as long as they come.
+    let mut held = Vec::new();
+    for a in 1..=20u8 {
+        held.extend(idle_connections(server.addr, [127, 0, 11, a].into(), 20).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.server.open_connections(), 400);
+    assert!(server.server.unauthenticated_connections() >= 398);
+    // The session was never evicted for them, and a new connection still gets through.
+    assert_eq!(before.request("ping", vec![]).await.unwrap(), "pong");
+    let s = client
+        .connect(&paired)
+        .await
+        .expect("a new connection gets in");
+    assert_eq!(s.request("ping", vec![]).await.unwrap(), "pong");
+    assert_eq!(before.request("ping", vec![]).await.unwrap(), "pong");
+    // The oldest idle connections made room.
+    let mut buf = [0u8; 1];
+    let first = tokio::time::timeout(Duration::from_secs(5), held[0].read(&mut buf)).await;
+    assert!(matches!(first, Ok(Ok(0)) | Ok(Err(_))), "{first:?}");
+    drop(held);
     server.stop().await;
 }

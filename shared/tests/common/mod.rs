@@ -22,7 +22,7 @@ pub struct Events {
 }
 
 impl Events {
-    fn spawn(mut rx: mpsc::UnboundedReceiver<ServerEvent>) -> Self {
+    fn spawn(mut rx: mpsc::Receiver<ServerEvent>) -> Self {
         let events = Events::default();
         let e = events.clone();
         tokio::spawn(async move {
@@ -104,7 +104,8 @@ impl TestServer {
     }
 
     async fn start_full(dir: &Path, config: ServerConfig, addr: SocketAddr, tasks: Tasks) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        // Large enough that no test loses an event to a full channel.
+        let (tx, rx) = csc_shared::server::events::channel(1 << 20);
         let server = Server::open(dir, config, tasks, Some(tx)).expect("server opens");
         let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().unwrap();
