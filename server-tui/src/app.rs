@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{Event, KeyEvent, KeyEventKind};
 use csc_shared::identity::PeerId;
-use csc_shared::server::{ClientView, ServerEvent};
+use csc_shared::server::{ClientView, ClosedReason, PairingMode, PairingStatus, ServerEvent};
 use tui_input::Input;
 
 use crate::keymap::{self, Command, Scope};
@@ -57,6 +57,45 @@ pub enum Action {
     Notify(String),
     /// Read the client list and send it back as [`Msg::Clients`].
     RefreshClients,
+    /// Accept pairing requests (a window in window mode; ends a closure in either mode).
+    OpenPairing,
+    /// Refuse pairing requests until opened again.
+    ClosePairing,
+}
+
+/// Whether pairing is accepted, as the banner shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingView {
+    /// The server's mode.
+    pub mode: PairingMode,
+    /// Whether requests are accepted.
+    pub open: bool,
+    /// Why not.
+    pub reason: Option<ClosedReason>,
+    /// When an open window closes.
+    pub closes_at: Option<Instant>,
+    /// When a closure ends by itself.
+    pub reopens_at: Option<Instant>,
+    /// Wrong codes allowed per budget window.
+    pub budget: u32,
+    /// The budget window, seconds.
+    pub budget_window_s: u64,
+}
+
+impl PairingView {
+    /// The view of `status`, read at `now`.
+    pub fn from_status(status: &PairingStatus, now: Instant) -> Self {
+        let at = |s: u64| now.checked_add(Duration::from_secs(s));
+        Self {
+            mode: status.mode,
+            open: status.open,
+            reason: status.reason,
+            closes_at: status.closes_in_s.and_then(at),
+            reopens_at: status.reopens_in_s.and_then(at),
+            budget: status.budget,
+            budget_window_s: status.budget_window_s,
+        }
+    }
 }
 
 /// One line of the event log.
@@ -141,6 +180,10 @@ pub struct Options {
     pub color: bool,
     /// This machine's addresses, shown when the server listens on all of them.
     pub local_addrs: Vec<IpAddr>,
+    /// Pairing as it stands at start.
+    pub pairing: PairingStatus,
+    /// How long `o` opens a pairing window for.
+    pub open_for: Duration,
 }
 
 /// The state of the full-screen interface.
@@ -180,6 +223,10 @@ pub struct App {
     pub focus: Pane,
     /// What has the keyboard.
     pub mode: Mode,
+    /// Whether pairing is accepted.
+    pub pairing: PairingView,
+    /// How long `o` opens a pairing window for.
+    pub open_for: Duration,
     clients_stale: bool,
     last_refresh: Option<Instant>,
 }
@@ -205,6 +252,8 @@ impl App {
             log_scroll: 0,
             focus: Pane::Clients,
             mode: Mode::Normal,
+            pairing: PairingView::from_status(&options.pairing, clock.instant),
+            open_for: options.open_for,
             clients_stale: true,
             last_refresh: None,
         }
@@ -323,6 +372,10 @@ impl App {
         match command {
             Command::Help => self.mode = Mode::Help,
             Command::Notice => self.mode = Mode::Input(Input::default()),
+            Command::OpenPairing => return Some(Action::OpenPairing),
+            Command::ClosePairing => {
+                return self.pairing.open.then_some(Action::ClosePairing);
+            }
             Command::NextPane => self.cycle_focus(true),
             Command::PrevPane => self.cycle_focus(false),
             Command::Revoke => {
@@ -433,10 +486,14 @@ impl App {
 
     fn on_engine(&mut self, event: ServerEvent) {
         let level = match &event {
-            ServerEvent::Paired { .. } | ServerEvent::Connected { .. } => Level::Good,
+            ServerEvent::Paired { .. }
+            | ServerEvent::Connected { .. }
+            | ServerEvent::PairingOpened { .. } => Level::Good,
+            ServerEvent::PairingClosed { .. } => Level::Error,
             ServerEvent::PairFailed { .. }
             | ServerEvent::AuthFailed { .. }
             | ServerEvent::Revoked { .. }
+            | ServerEvent::Summary { .. }
             | ServerEvent::Warning { .. } => Level::Warn,
             ServerEvent::Request { ok: false, .. } => Level::Warn,
             _ => Level::Info,
@@ -488,9 +545,39 @@ impl App {
             | ServerEvent::Disconnected { .. }
             | ServerEvent::Revoked { .. }
             | ServerEvent::Request { .. } => self.clients_stale = true,
+            ServerEvent::PairingOpened {
+                mode, closes_in_s, ..
+            } => {
+                let now = self.clock.instant;
+                self.pairing.mode = mode;
+                self.pairing.open = true;
+                self.pairing.reason = None;
+                self.pairing.reopens_at = None;
+                self.pairing.closes_at =
+                    closes_in_s.and_then(|s| now.checked_add(Duration::from_secs(s)));
+            }
+            ServerEvent::PairingClosed {
+                mode,
+                reason,
+                reopens_in_s,
+                budget,
+                budget_window_s,
+            } => {
+                let now = self.clock.instant;
+                self.pairing = PairingView {
+                    mode,
+                    open: false,
+                    reason: Some(reason),
+                    closes_at: None,
+                    reopens_at: reopens_in_s.and_then(|s| now.checked_add(Duration::from_secs(s))),
+                    budget,
+                    budget_window_s,
+                };
+            }
             ServerEvent::PairFailed { .. }
             | ServerEvent::AuthFailed { .. }
             | ServerEvent::NoticeSent { .. }
+            | ServerEvent::Summary { .. }
             | ServerEvent::Warning { .. } => {}
         }
     }

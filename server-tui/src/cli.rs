@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use csc_shared::server::PairingMode;
 use csc_shared::state::SERVER_STATE_ENV;
 
 /// Shows pairing codes to the person at this machine, keeps the registry of paired clients,
@@ -44,8 +45,34 @@ pub struct Cli {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
     /// Pending pairing requests allowed per client address.
-    #[arg(long, default_value_t = 1)]
-    pub max_pending_per_addr: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_pending_per_addr: u16,
+    /// Pending pairing requests allowed in all. When full, a request from an address that
+    /// was issued fewer codes recently takes the place of one from an address issued more.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub max_pending: u16,
+    /// How pairing requests are accepted: `request` (every request gets a code while the
+    /// failure budget lasts) or `window` (only while the operator has opened pairing, with
+    /// the `o` key or `server-tui pairing open`).
+    #[arg(long, default_value = "request", value_name = "MODE")]
+    pub pairing: PairingMode,
+    /// How long a pairing window stays open when opened without a length.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
+    pub open_for: Duration,
+    /// Wrong codes the whole server accepts, from every address together, within the budget
+    /// window; the last one closes pairing.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub pairing_budget: u32,
+    /// The sliding window the failure budget counts in.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    pub pairing_budget_window: Duration,
+    /// How long pairing stays closed after the budget is spent the first time; it doubles
+    /// each further time (the operator can reopen at once).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15m")]
+    pub pairing_cooloff: Duration,
+    /// The longest closure after a spent budget.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    pub pairing_cooloff_max: Duration,
     /// Pause after an address's first failed pairing; doubles with each further failure.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     pub backoff: Duration,
@@ -69,4 +96,26 @@ pub enum Command {
         /// Client id (full, or a prefix such as 3F2A-91C0) or exact name.
         id: String,
     },
+    /// Open, close or show pairing on the running server.
+    Pairing {
+        #[command(subcommand)]
+        action: PairingAction,
+    },
+}
+
+/// What `server-tui pairing` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PairingAction {
+    /// Accept pairing requests: for a while in window mode (`--for`, default the server's
+    /// `--open-for`), until closed in request mode. Also ends a closure after too many
+    /// wrong codes.
+    Open {
+        /// How long the window stays open (window mode).
+        #[arg(long = "for", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        for_: Option<Duration>,
+    },
+    /// Refuse pairing requests until opened again; pending requests are cancelled.
+    Close,
+    /// Show whether pairing is open, why not, and the failure budget.
+    Status,
 }

@@ -4,12 +4,49 @@
 use std::io::Write;
 use std::path::Path;
 
-use csc_shared::server::control::{self, ControlReply, ControlRequest};
-use csc_shared::server::{RevokeError, ServerEvent};
+use csc_shared::server::control::{self, ControlReply, ControlRequest, PairingCommand};
+use csc_shared::server::{
+    ClosedReason, OpenedBy, PairingMode, PairingStatus, RevokeError, ServerEvent,
+};
 use csc_shared::state::{ServerStore, StateError};
 use tokio::sync::mpsc;
 
+use crate::cli::PairingAction;
 use crate::{Failure, exit};
+
+fn seconds(s: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+}
+
+/// Why pairing is closed, what reopens it, in a sentence.
+pub fn closed_text(
+    mode: PairingMode,
+    reason: ClosedReason,
+    reopens_in_s: Option<u64>,
+    budget: u32,
+    budget_window_s: u64,
+) -> String {
+    let why = match reason {
+        ClosedReason::Budget => format!(
+            "{budget} wrong codes within {}: the failure budget is spent",
+            seconds(budget_window_s)
+        ),
+        other => other.describe().to_string(),
+    };
+    let how = match (mode, reopens_in_s) {
+        (PairingMode::Request, Some(s)) => format!(
+            "it reopens by itself in {}, or at once with `server-tui pairing open` (o in the full-screen interface)",
+            seconds(s)
+        ),
+        (PairingMode::Request, None) => {
+            "open it with `server-tui pairing open` (o in the full-screen interface)".to_string()
+        }
+        (PairingMode::Window, _) => {
+            "open a pairing window with `server-tui pairing open [--for 2m]` (o in the full-screen interface)".to_string()
+        }
+    };
+    format!("{why}; {how}")
+}
 
 /// One readable line for an event.
 pub fn describe(event: &ServerEvent) -> String {
@@ -92,6 +129,68 @@ pub fn describe(event: &ServerEvent) -> String {
             format!("notice to {recipients} clients: {text}")
         }
         ServerEvent::Warning { message } => format!("warning: {message}"),
+        ServerEvent::PairingOpened {
+            mode,
+            by,
+            closes_in_s,
+        } => {
+            let by = match by {
+                OpenedBy::Operator => "by the operator",
+                OpenedBy::Cooloff => "after its cool-off",
+            };
+            match (mode, closes_in_s) {
+                (PairingMode::Window, Some(s)) => format!(
+                    "PAIRING OPEN {by}: requests are accepted for {}, or until one client pairs",
+                    seconds(*s)
+                ),
+                _ => format!("PAIRING OPEN {by}: requests are accepted again"),
+            }
+        }
+        ServerEvent::PairingClosed {
+            mode,
+            reason,
+            reopens_in_s,
+            budget,
+            budget_window_s,
+        } => format!(
+            "PAIRING CLOSED: {}",
+            closed_text(*mode, *reason, *reopens_in_s, *budget, *budget_window_s)
+        ),
+        ServerEvent::Summary {
+            interval_ms,
+            failures,
+            shown,
+            addresses,
+            addresses_capped,
+            reasons,
+            dropped,
+            evicted,
+        } => {
+            let mut parts = Vec::new();
+            if failures > shown {
+                let by: Vec<String> = reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                parts.push(format!(
+                    "{failures} refusals from {}{} addresses ({}; {} shown one by one)",
+                    if *addresses_capped { "at least " } else { "" },
+                    addresses,
+                    by.join(", "),
+                    shown
+                ));
+            }
+            if *evicted > 0 {
+                parts.push(format!(
+                    "{evicted} unauthenticated connections closed to make room"
+                ));
+            }
+            if *dropped > 0 {
+                parts.push(format!("{dropped} events not shown (output was behind)"));
+            }
+            format!(
+                "in the last {:.0} s: {}",
+                *interval_ms as f64 / 1000.0,
+                parts.join("; ")
+            )
+        }
     }
 }
 
@@ -109,13 +208,14 @@ fn render(event: &ServerEvent, json: bool, buf: &mut Vec<u8>) {
     }
 }
 
-/// Print events until the engine goes away.
-pub async fn print_events(mut rx: mpsc::UnboundedReceiver<ServerEvent>, json: bool) {
+/// Print events until the engine goes away. Blocking: it runs on a thread of its own, so a
+/// reader that stops reading stdout stalls only this thread.
+pub fn print_events(mut rx: mpsc::Receiver<ServerEvent>, json: bool) {
     // Under load (a `request` event per task) one write per event cost the server more CPU
     // than running the tasks: everything already queued goes out in one write instead.
     const BATCH: usize = 64 * 1024;
     let mut buf = Vec::with_capacity(BATCH);
-    while let Some(event) = rx.recv().await {
+    while let Some(event) = rx.blocking_recv() {
         render(&event, json, &mut buf);
         while buf.len() < BATCH {
             match rx.try_recv() {
@@ -145,20 +245,9 @@ fn ago(ts: u64) -> String {
 /// `server-tui clients`.
 pub async fn list_clients(dir: &Path, json: bool) -> Result<(), Failure> {
     let rows: Vec<serde_json::Value> = if ServerStore::is_running(dir) {
-        match control::request(dir, &ControlRequest::Clients).await {
-            Ok(ControlReply::Clients { clients }) => clients,
-            Ok(other) => {
-                return Err(Failure::new(
-                    exit::FAILURE,
-                    format!("unexpected reply: {other:?}"),
-                ));
-            }
-            Err(e) => {
-                return Err(Failure::new(
-                    exit::FAILURE,
-                    format!("the running server did not answer on its control socket: {e}"),
-                ));
-            }
+        match ask_running(dir, &ControlRequest::Clients, exit::FAILURE).await? {
+            ControlReply::Clients { clients } => clients,
+            other => return Err(unexpected(other)),
         }
     } else {
         ServerStore::read_clients(dir)?
@@ -206,35 +295,38 @@ pub async fn list_clients(dir: &Path, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Ask the server running with `dir` through its control socket; its error reply becomes a
+/// failure with `refused` as exit code.
+async fn ask_running(
+    dir: &Path,
+    req: &ControlRequest,
+    refused: u8,
+) -> Result<ControlReply, Failure> {
+    match control::request(dir, req).await {
+        Ok(ControlReply::Error { message }) => Err(Failure::new(refused, message)),
+        Ok(reply) => Ok(reply),
+        Err(e) => Err(Failure::new(
+            exit::FAILURE,
+            format!("a server is running but its control socket did not answer: {e}"),
+        )),
+    }
+}
+
+fn unexpected(reply: ControlReply) -> Failure {
+    Failure::new(exit::FAILURE, format!("unexpected reply: {reply:?}"))
+}
+
 /// `server-tui forget ID`.
 pub async fn forget(dir: &Path, query: &str, json: bool) -> Result<(), Failure> {
     let (client_id, name) = match csc_shared::server::revoke_offline(dir, query) {
         Ok(r) => (r.client_id.to_hex(), r.name),
         Err(RevokeError::State(StateError::Locked { .. })) => {
-            match control::request(
-                dir,
-                &ControlRequest::Forget {
-                    query: query.into(),
-                },
-            )
-            .await
-            {
-                Ok(ControlReply::Revoked { client_id, name }) => (client_id, name),
-                Ok(ControlReply::Error { message }) => {
-                    return Err(Failure::new(exit::NO_MATCH, message));
-                }
-                Ok(other) => {
-                    return Err(Failure::new(
-                        exit::FAILURE,
-                        format!("unexpected reply: {other:?}"),
-                    ));
-                }
-                Err(e) => {
-                    return Err(Failure::new(
-                        exit::FAILURE,
-                        format!("a server is running but its control socket did not answer: {e}"),
-                    ));
-                }
+            let req = ControlRequest::Forget {
+                query: query.into(),
+            };
+            match ask_running(dir, &req, exit::NO_MATCH).await? {
+                ControlReply::Revoked { client_id, name } => (client_id, name),
+                other => return Err(unexpected(other)),
             }
         }
         Err(e @ (RevokeError::NoMatch(_) | RevokeError::Ambiguous(..))) => {
@@ -255,6 +347,73 @@ pub async fn forget(dir: &Path, query: &str, json: bool) -> Result<(), Failure> 
             .map(|i| i.short())
             .unwrap_or(client_id);
         let _ = writeln!(out, "revoked {name} ({short}): its token no longer works");
+    }
+    Ok(())
+}
+
+fn status_text(st: &PairingStatus) -> String {
+    let state = if st.open {
+        match st.closes_in_s {
+            Some(s) => format!("open for {} more (window mode)", seconds(s)),
+            None => format!("open ({} mode)", st.mode),
+        }
+    } else {
+        match st.reason {
+            Some(reason) => format!(
+                "closed: {}",
+                closed_text(
+                    st.mode,
+                    reason,
+                    st.reopens_in_s,
+                    st.budget,
+                    st.budget_window_s
+                )
+            ),
+            None => "closed".to_string(),
+        }
+    };
+    format!(
+        "pairing {state}\nfailure budget: {} of {} wrong codes used in the last {}; {} closures counted\npending requests: {}",
+        st.failures,
+        st.budget,
+        seconds(st.budget_window_s),
+        st.closures,
+        st.pending
+    )
+}
+
+/// `server-tui pairing open|close|status`: through the running server's control socket.
+pub async fn pairing(dir: &Path, action: &PairingAction, json: bool) -> Result<(), Failure> {
+    if !ServerStore::is_running(dir) {
+        return Err(Failure::new(
+            exit::FAILURE,
+            format!(
+                "no server is running with the state folder {}; pairing is set when it starts (--pairing)",
+                dir.display()
+            ),
+        ));
+    }
+    let command = match action {
+        PairingAction::Open { for_ } => PairingCommand::Open {
+            for_ms: for_.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64),
+        },
+        PairingAction::Close => PairingCommand::Close,
+        PairingAction::Status => PairingCommand::Status,
+    };
+    let req = ControlRequest::Pairing { command };
+    let status = match ask_running(dir, &req, exit::FAILURE).await? {
+        ControlReply::Pairing { status } => status,
+        other => return Err(unexpected(other)),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&status).unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(out, "{}", status_text(&status));
     }
     Ok(())
 }

@@ -34,6 +34,10 @@ pub enum Command {
     Revoke,
     /// Type a notice for every connected client.
     Notice,
+    /// Accept pairing requests (open a window in window mode, end a closure in any mode).
+    OpenPairing,
+    /// Refuse pairing requests until opened again.
+    ClosePairing,
     /// Say yes in a dialog, or send what was typed.
     Confirm,
     /// Say no, close a dialog or leave the input.
@@ -126,6 +130,20 @@ pub const BINDINGS: &[Binding] = &[
         scope: Scope::Main,
         help: "send a notice to every connected client",
         hint: Some("notice"),
+    },
+    Binding {
+        keys: &[Key::ch('o')],
+        command: Command::OpenPairing,
+        scope: Scope::Main,
+        help: "open pairing (a window in window mode; also ends a closure after too many wrong codes)",
+        hint: Some("open pairing"),
+    },
+    Binding {
+        keys: &[Key::ch('c')],
+        command: Command::ClosePairing,
+        scope: Scope::Main,
+        help: "close pairing: refuse requests until opened again",
+        hint: None,
     },
     Binding {
         keys: &[Key::plain(KeyCode::Up), Key::ch('k')],
@@ -252,7 +270,11 @@ mod tests {
         let shifted = key(KeyCode::Char('?'), KeyModifiers::SHIFT);
         assert_eq!(MAP.lookup(&[Scope::Main], &shifted), Some(Command::Help));
         let plain_c = key(KeyCode::Char('c'), KeyModifiers::NONE);
-        assert_eq!(MAP.lookup(&[Scope::Main], &plain_c), None);
+        assert_eq!(MAP.lookup(&[Scope::Input], &plain_c), None, "c is typed");
+        assert_eq!(
+            MAP.lookup(&[Scope::Main], &plain_c),
+            Some(Command::ClosePairing)
+        );
     }
 
     #[test]

@@ -108,11 +108,20 @@ fn config(cli: &Cli) -> ServerConfig {
         token_ttl: cli.token_ttl,
         ..ServerConfig::default()
     };
+    c.pairing.mode = cli.pairing;
+    c.pairing.open_for = cli.open_for.max(std::time::Duration::from_secs(1));
     c.pairing.code_ttl = cli.code_ttl;
     c.pairing.max_attempts = cli.max_attempts;
-    c.pairing.max_pending_per_addr = cli.max_pending_per_addr.max(1);
+    c.pairing.max_pending_per_addr = usize::from(cli.max_pending_per_addr.max(1));
+    c.pairing.max_pending_total = usize::from(cli.max_pending.max(1));
     c.pairing.backoff_base = cli.backoff;
     c.pairing.backoff_max = cli.backoff_max.max(cli.backoff);
+    c.pairing.budget = csc_shared::server::BudgetPolicy {
+        failures: cli.pairing_budget.max(1),
+        window: cli.pairing_budget_window,
+        cooloff: cli.pairing_cooloff,
+        cooloff_max: cli.pairing_cooloff_max.max(cli.pairing_cooloff),
+    };
     c
 }
 
@@ -122,6 +131,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Some(Command::Clients) => headless::list_clients(&dir, cli.json).await,
         Some(Command::Forget { id }) => headless::forget(&dir, id, cli.json).await,
+        Some(Command::Pairing { action }) => headless::pairing(&dir, action, cli.json).await,
         None => serve(&cli, &dir).await,
     }
 }
@@ -131,7 +141,8 @@ async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
     // the server near a thousand clients: lift it as far as the hard limit allows.
     let fd_limit = csc_shared::discovery::raise_fd_limit();
     tracing::debug!("open-files limit {fd_limit}");
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) =
+        csc_shared::server::events::channel(csc_shared::server::events::DEFAULT_CAPACITY);
     let server =
         Server::open(dir, config(cli), Tasks::with_builtins(), Some(tx)).map_err(|e| match e {
             ServerError::State(s) => Failure::from(s),
@@ -168,6 +179,7 @@ async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
             listener,
             rx,
             tui_kit::terminal::wants_color(cli.no_color),
+            cli.open_for,
             shutdown_signal(),
         )
         .await;
@@ -175,12 +187,23 @@ async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
         let _ = std::fs::remove_file(csc_shared::server::control::socket_path(dir));
         return result;
     }
-    let printer = tokio::spawn(headless::print_events(rx, cli.json));
+    // Its own thread: a reader that stops reading stdout blocks this thread only, and the
+    // engine's bounded channel drops (and counts) what does not fit meanwhile.
+    let json = cli.json;
+    let printer = std::thread::Builder::new()
+        .name("events".into())
+        .spawn(move || headless::print_events(rx, json))
+        .map_err(|e| Failure::new(exit::FAILURE, format!("cannot start the printer: {e}")))?;
     let result = server.run(listener, shutdown_signal()).await;
     control.abort();
     let _ = std::fs::remove_file(csc_shared::server::control::socket_path(dir));
-    // The engine (and its event sender) is gone once run returns; the printer drains and ends.
-    let _ = printer.await;
+    // The engine (and its event sender) is gone once run returns; the printer drains and
+    // ends. One stuck on a stdout nobody reads is left behind rather than waited for.
+    drop(control);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !printer.is_finished() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     result.map_err(|e| Failure::new(exit::FAILURE, e.to_string()))
 }
 

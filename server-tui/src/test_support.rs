@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use csc_shared::identity::PeerId;
-use csc_shared::server::{ClientView, ServerEvent};
+use csc_shared::server::{ClientView, PairingMode, PairingStatus, ServerEvent};
 use csc_shared::state::ClientRecord;
 
 use crate::app::{App, Clock, Msg, Options};
@@ -16,6 +16,22 @@ pub fn clock_at(start: Instant, secs: u64) -> Clock {
     Clock {
         instant: start + Duration::from_secs(secs),
         unix: NOW_UNIX + secs,
+    }
+}
+
+/// Pairing as a request-mode server starts: open.
+pub fn open_pairing() -> PairingStatus {
+    PairingStatus {
+        mode: PairingMode::Request,
+        open: true,
+        reason: None,
+        closes_in_s: None,
+        reopens_in_s: None,
+        failures: 0,
+        budget: 20,
+        budget_window_s: 86_400,
+        closures: 0,
+        pending: 0,
     }
 }
 
@@ -76,10 +92,23 @@ pub fn app(w: u16, h: u16, color: bool) -> (App, Instant) {
             server_short: peer(0xEE).short(),
             color,
             local_addrs: vec!["192.168.1.5".parse().unwrap()],
+            pairing: open_pairing(),
+            open_for: Duration::from_secs(120),
         },
         clock_at(start, 0),
         (w, h),
     );
     app.update(Msg::Engine(listening()));
     (app, start)
+}
+
+/// Pairing closed because the failure budget was spent, reopening in `reopens_in_s`.
+pub fn budget_spent(reopens_in_s: u64) -> ServerEvent {
+    ServerEvent::PairingClosed {
+        mode: PairingMode::Request,
+        reason: csc_shared::server::ClosedReason::Budget,
+        reopens_in_s: Some(reopens_in_s),
+        budget: 20,
+        budget_window_s: 86_400,
+    }
 }

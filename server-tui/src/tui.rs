@@ -22,8 +22,9 @@ use crate::{Failure, exit, ui};
 pub async fn run(
     server: Server,
     listener: TcpListener,
-    engine_events: mpsc::UnboundedReceiver<ServerEvent>,
+    engine_events: mpsc::Receiver<ServerEvent>,
     color: bool,
+    open_for: std::time::Duration,
     shutdown: impl Future,
 ) -> Result<(), Failure> {
     let local_addrs = listener
@@ -56,6 +57,8 @@ pub async fn run(
             server_short: server.id().short(),
             color,
             local_addrs,
+            pairing: server.pairing_status(),
+            open_for,
         },
         Clock::now(),
         size,
@@ -108,6 +111,13 @@ fn perform(
         Action::RefreshClients => {
             // A snapshot under short locks; the update that follows cannot ask for more.
             let _ = app.update(Msg::Clients(server.clients()));
+        }
+        Action::OpenPairing => {
+            // The engine reports `pairing_opened`, which the app shows.
+            server.open_pairing(None);
+        }
+        Action::ClosePairing => {
+            server.close_pairing();
         }
         Action::Notify(text) => {
             // Queues without waiting; the engine reports `notice_sent`.

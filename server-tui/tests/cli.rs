@@ -365,3 +365,78 @@ fn headless_text_prints_the_code_line() {
     unsafe_kill(child.id());
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pairing_open_close_and_status_act_on_the_running_server() {
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    // Nothing runs yet: a clear error, not a hang.
+    let out = sub(sdir.path(), &["pairing", "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no server is running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut server = Proc::start(sdir.path(), &["--pairing", "window", "--open-for", "2s"]);
+    let closed = tokio::task::block_in_place(|| server.wait_event("pairing_closed"));
+    assert_eq!(closed["reason"], "not_opened");
+    assert_eq!(closed["mode"], "window");
+    let out = sub(sdir.path(), &["--json", "pairing", "status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["open"], false);
+    assert_eq!(status["reason"], "not_opened");
+    assert_eq!(status["budget"], 20);
+
+    // Refused while closed, with the distinct reason.
+    let client = Client::open(cdir.path(), "kiosk", ClientOptions::default()).unwrap();
+    match client.start_pairing(server.addr()).await {
+        Err(ClientError::PairingRefused { reason, .. }) => {
+            assert_eq!(reason, csc_shared::message::PairFailure::PairingClosed)
+        }
+        other => panic!("expected pairing_closed, got {:?}", other.map(|_| ())),
+    }
+
+    // Opened without a length: the server's --open-for (2 s), then it closes by itself.
+    let out = sub(sdir.path(), &["pairing", "open"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pairing open for"), "{text}");
+    let opened = tokio::task::block_in_place(|| server.wait_event("pairing_opened"));
+    assert_eq!(opened["by"], "operator");
+    assert!(opened["closes_in_s"].as_u64().unwrap() <= 2);
+    let expired = tokio::task::block_in_place(|| server.wait_event("pairing_closed"));
+    assert_eq!(expired["reason"], "window_expired");
+
+    // Opened for longer, a client pairs; the window closes behind it.
+    let out = sub(sdir.path(), &["pairing", "open", "--for", "1m"]);
+    assert!(out.status.success());
+    let mut pairing = client.start_pairing(server.addr()).await.unwrap();
+    let req = tokio::task::block_in_place(|| server.wait_event("pair_request"));
+    let code = req["code"].as_str().unwrap().to_string();
+    pairing.submit(&Code::parse(&code).unwrap()).await.unwrap();
+    let closed = tokio::task::block_in_place(|| server.wait_event("pairing_closed"));
+    assert_eq!(closed["reason"], "paired");
+
+    // Closed by the operator; status says so in words.
+    let out = sub(sdir.path(), &["pairing", "open"]);
+    assert!(out.status.success());
+    let out = sub(sdir.path(), &["pairing", "close"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("closed: the operator closed pairing"),
+        "{text}"
+    );
+    assert!(server.stop().success());
+}

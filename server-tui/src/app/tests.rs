@@ -332,3 +332,56 @@ fn a_client_revoked_elsewhere_closes_its_confirmation() {
     assert!(matches!(app.mode, Mode::Normal));
     assert_eq!(app.selected, 0);
 }
+
+#[test]
+fn a_spent_budget_closes_pairing_and_o_reopens_it() {
+    let (mut app, start) = app(80, 24, true);
+    assert!(app.pairing.open);
+    // `c` closes only what is open; `o` always asks the engine.
+    assert_eq!(app.update(ch('c')), Some(Action::ClosePairing));
+    app.update(Msg::Engine(budget_spent(900)));
+    assert!(!app.pairing.open);
+    assert_eq!(
+        app.pairing.reason,
+        Some(csc_shared::server::ClosedReason::Budget)
+    );
+    assert_eq!(
+        app.pairing.reopens_at,
+        Some(start + std::time::Duration::from_secs(900))
+    );
+    let last = app.log.back().unwrap();
+    assert_eq!(last.level, Level::Error);
+    assert!(last.text.starts_with("PAIRING CLOSED"), "{last:?}");
+    assert!(last.text.contains("20 wrong codes within 1day"), "{last:?}");
+    assert_eq!(app.update(ch('c')), None, "already closed");
+    assert_eq!(app.update(ch('o')), Some(Action::OpenPairing));
+    app.update(Msg::Engine(ServerEvent::PairingOpened {
+        mode: csc_shared::server::PairingMode::Request,
+        by: csc_shared::server::OpenedBy::Operator,
+        closes_in_s: None,
+    }));
+    assert!(app.pairing.open);
+    assert_eq!(app.pairing.reopens_at, None);
+}
+
+#[test]
+fn summaries_go_to_the_log_as_one_line() {
+    let (mut app, _) = app(80, 24, true);
+    let before = app.log.len();
+    app.update(Msg::Engine(ServerEvent::Summary {
+        interval_ms: 5000,
+        failures: 1234,
+        shown: 10,
+        addresses: 250,
+        addresses_capped: false,
+        reasons: [("pairing_closed".to_string(), 1234)].into_iter().collect(),
+        dropped: 0,
+        evicted: 3,
+    }));
+    assert_eq!(app.log.len(), before + 1);
+    let line = &app.log.back().unwrap().text;
+    assert!(
+        line.contains("1234 refusals from 250 addresses") && line.contains("3 unauthenticated"),
+        "{line}"
+    );
+}

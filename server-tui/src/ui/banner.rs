@@ -1,6 +1,7 @@
 //! The pairing banner: the code of the chosen (by default the newest) request in big digits,
 //! who asks, the countdown and the attempts left, and the list of every waiting request. When
-//! nothing waits, how to pair. Big digits shrink with the room, down to plain bold text.
+//! nothing waits, how to pair; when pairing is closed, why and how it reopens, in place of
+//! everything else. Big digits shrink with the room, down to plain bold text.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -8,8 +9,98 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget};
 use tui_big_text::{BigText, PixelSize};
 
+use csc_shared::server::{ClosedReason, PairingMode};
+
 use super::{Theme, addresses, countdown, grouped};
 use crate::app::{App, Pane, PendingRequest};
+
+/// Whole seconds from now until `at`, rounded up.
+fn secs_until(app: &App, at: std::time::Instant) -> u64 {
+    let left = at.saturating_duration_since(app.clock.instant);
+    left.as_secs() + u64::from(left.subsec_nanos() > 0)
+}
+
+/// " · window 1:43" while a pairing window is open.
+fn window_note(app: &App) -> String {
+    match (app.pairing.open, app.pairing.closes_at) {
+        (true, Some(at)) => format!(" · window {}", countdown(secs_until(app, at))),
+        _ => String::new(),
+    }
+}
+
+fn short_reason(reason: Option<ClosedReason>) -> &'static str {
+    match reason {
+        Some(ClosedReason::Budget) => "too many wrong codes",
+        Some(ClosedReason::NotOpened) => "no window open",
+        Some(ClosedReason::WindowExpired) => "window ended",
+        Some(ClosedReason::Paired) => "window used",
+        Some(ClosedReason::Operator) => "closed by you",
+        None => "closed",
+    }
+}
+
+/// What reopens pairing, in words.
+fn reopen_hint(app: &App) -> String {
+    let open_what = match app.pairing.mode {
+        PairingMode::Window => format!(
+            "press o to accept requests for {}",
+            humantime::format_duration(app.open_for)
+        ),
+        PairingMode::Request => "press o to open it now".to_string(),
+    };
+    match (app.pairing.mode, app.pairing.reopens_at) {
+        (PairingMode::Request, Some(at)) => format!(
+            "reopens by itself in {} · {open_what}",
+            countdown(secs_until(app, at))
+        ),
+        _ => open_what,
+    }
+}
+
+fn closed(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
+    if compact {
+        let lines = vec![
+            Line::styled(
+                format!("PAIRING CLOSED: {}", short_reason(app.pairing.reason)),
+                theme.warn(),
+            ),
+            Line::styled(reopen_hint(app), theme.dim()),
+        ];
+        Paragraph::new(lines).render(area, buf);
+        return;
+    }
+    let block = Block::bordered()
+        .title(Span::styled(" PAIRING CLOSED ", theme.warn()))
+        .border_style(theme.warn());
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let why = match app.pairing.reason {
+        Some(ClosedReason::Budget) => format!(
+            "{} wrong codes within {}: the failure budget is spent, so no request gets a code.",
+            app.pairing.budget,
+            humantime::format_duration(std::time::Duration::from_secs(app.pairing.budget_window_s))
+        ),
+        Some(ClosedReason::NotOpened) => {
+            "Window mode: requests get a code only while you have opened pairing.".to_string()
+        }
+        Some(reason) => {
+            let mut s = reason.describe().to_string();
+            if let Some(first) = s.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            s + "."
+        }
+        None => "Pairing is closed.".to_string(),
+    };
+    let lines = vec![
+        Line::from(format!(" {why}")),
+        Line::from(vec![
+            Span::raw(" "),
+            Span::styled(reopen_hint(app), theme.title()),
+        ]),
+    ];
+    Paragraph::new(lines).render(inner, buf);
+}
 
 /// Big-text sizes from largest to smallest, with the cells one glyph takes (columns, rows).
 const SIZES: [(PixelSize, u16, u16); 3] = [
@@ -21,6 +112,9 @@ const SIZES: [(PixelSize, u16, u16); 3] = [
 pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
     if area.is_empty() {
         return;
+    }
+    if !app.pairing.open {
+        return closed(app, theme, area, compact, buf);
     }
     match (app.banner_request(), compact) {
         (Some(req), true) => compact_request(app, req, theme, area, buf),
@@ -41,7 +135,10 @@ pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buff
 
 fn idle(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     let block = Block::bordered()
-        .title(Span::styled(" Pairing ", theme.title()))
+        .title(Span::styled(
+            format!(" Pairing{} ", window_note(app)),
+            theme.title(),
+        ))
         .border_style(theme.border());
     let inner = block.inner(area);
     block.render(area, buf);
@@ -101,7 +198,10 @@ fn compact_request(app: &App, req: &PendingRequest, theme: Theme, area: Rect, bu
 
 fn full_request(app: &App, req: &PendingRequest, theme: Theme, area: Rect, buf: &mut Buffer) {
     let block = Block::bordered()
-        .title(Span::styled(" Pairing request ", theme.title()))
+        .title(Span::styled(
+            format!(" Pairing request{} ", window_note(app)),
+            theme.title(),
+        ))
         .border_style(theme.border());
     let inner = block.inner(area);
     block.render(area, buf);

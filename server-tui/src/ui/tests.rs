@@ -275,3 +275,53 @@ fn ten_thousand_clients_render_only_the_visible_rows() {
     // Generous: a debug build on a busy machine; building 10,000 rows per frame takes longer.
     assert!(elapsed.as_secs() < 5, "{elapsed:?}");
 }
+
+#[test]
+fn a_closed_pairing_takes_the_banner_with_its_reason_and_countdown() {
+    for (w, h) in [(80, 24), (40, 12)] {
+        let (mut app, _) = app(w, h, true);
+        app.update(Msg::Engine(listening()));
+        app.update(Msg::Engine(budget_spent(900)));
+        let buf = render(&app);
+        let lines = lines(&buf);
+        let screen = lines.join("\n");
+        assert!(screen.contains("PAIRING CLOSED"), "{w}x{h}\n{screen}");
+        assert!(screen.contains("15:00"), "the countdown: {w}x{h}\n{screen}");
+        assert!(
+            screen.contains("press o"),
+            "how to reopen: {w}x{h}\n{screen}"
+        );
+        if w == 80 {
+            assert!(
+                screen.contains("20 wrong codes within 1day"),
+                "the reason: {screen}"
+            );
+            // Marked, not only coloured: the title is bold.
+            let y = lines
+                .iter()
+                .position(|l| l.contains("PAIRING CLOSED"))
+                .unwrap();
+            let x = lines[y].find("PAIRING").unwrap();
+            let cell = &buf[(x as u16, y as u16)];
+            assert!(
+                cell.modifier.contains(ratatui::style::Modifier::BOLD),
+                "{cell:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_open_window_shows_its_countdown() {
+    let (mut app, _) = app(80, 24, true);
+    app.update(Msg::Engine(listening()));
+    app.update(Msg::Engine(
+        csc_shared::server::ServerEvent::PairingOpened {
+            mode: csc_shared::server::PairingMode::Window,
+            by: csc_shared::server::OpenedBy::Operator,
+            closes_in_s: Some(120),
+        },
+    ));
+    let screen = lines(&render(&app)).join("\n");
+    assert!(screen.contains("Pairing · window 2:00"), "{screen}");
+}
