@@ -9,10 +9,12 @@
 //! - [`many`]: N simultaneous sessions: server memory, a notice to all, `ping` under load.
 //!
 //! [`server`] owns the child process; [`cpu`] reads CPU time from /proc; [`stats`] does the
-//! arithmetic; [`report`] renders the tables.
+//! arithmetic; [`report`] renders the tables. [`attack`] is hostile load (guessers, hoarders,
+//! refused connections), used by the attack tests behind SECURITY.md's figures.
 //! Every reply is checked, so a wrong answer fails the run instead of skewing a figure.
 //! Nothing here binds or connects outside 127.0.0.0/8.
 
+pub mod attack;
 pub mod baseline;
 pub mod cpu;
 pub mod many;

@@ -33,6 +33,15 @@ struct EventLog {
     requests: AtomicU64,
     failures: AtomicU64,
     warnings: Mutex<Vec<String>>,
+    /// Bytes and lines read from stdout.
+    bytes: AtomicU64,
+    lines: AtomicU64,
+    /// Set to stop reading stdout for good (a reader that stopped).
+    paused: std::sync::atomic::AtomicBool,
+    /// Every event not counted above by its tag, and `pair_failed` also as
+    /// `pair_failed:REASON`; `summary` events add their `failures` and `dropped` as
+    /// `summary:failures` and `summary:dropped`.
+    by_event: Mutex<HashMap<String, u64>>,
 }
 
 /// Counts of server events, for checking that every operation was seen by the server.
@@ -48,6 +57,13 @@ pub struct EventCounts {
     pub requests: u64,
     /// `pair_failed` and `auth_failed` events.
     pub failures: u64,
+}
+
+/// How to start the server beyond the defaults of [`ServerProc::start`].
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// More command-line flags, e.g. `--pairing window`.
+    pub args: Vec<String>,
 }
 
 /// A running `server-tui`. Killed when dropped if not stopped before.
@@ -68,6 +84,16 @@ impl ServerProc {
         bin: &Path,
         state_dir: &Path,
         stderr_file: &Path,
+    ) -> Result<Self, BenchError> {
+        Self::start_with(bin, state_dir, stderr_file, &Launch::default()).await
+    }
+
+    /// [`ServerProc::start`] with more flags, or with stdout left unread.
+    pub async fn start_with(
+        bin: &Path,
+        state_dir: &Path,
+        stderr_file: &Path,
+        launch: &Launch,
     ) -> Result<Self, BenchError> {
         let stderr = std::fs::File::create(stderr_file)?;
         let mut command = Command::new(bin);
@@ -94,6 +120,7 @@ impl ServerProc {
                 "--state-dir",
             ])
             .arg(state_dir)
+            .args(&launch.args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -171,6 +198,43 @@ impl ServerProc {
             requests: l.requests.load(Ordering::Relaxed),
             failures: l.failures.load(Ordering::Relaxed),
         }
+    }
+
+    /// Bytes of stdout read so far.
+    pub fn stdout_bytes(&self) -> u64 {
+        self.log.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Lines of stdout read so far.
+    pub fn stdout_lines(&self) -> u64 {
+        self.log.lines.load(Ordering::Relaxed)
+    }
+
+    /// Stop reading the server's stdout, as a reader that hangs would: the pipe fills and
+    /// the server's writes block from then on.
+    pub fn stop_reading(&self) {
+        self.log.paused.store(true, Ordering::Relaxed);
+    }
+
+    /// Read the server's stdout again after [`ServerProc::stop_reading`].
+    pub fn resume_reading(&self) {
+        self.log.paused.store(false, Ordering::Relaxed);
+    }
+
+    /// How many times `key` was seen (an event name, or `pair_failed:REASON`, or
+    /// `summary:failures` / `summary:dropped` summed over summaries).
+    pub fn seen(&self, key: &str) -> u64 {
+        lock(&self.log.by_event).get(key).copied().unwrap_or(0)
+    }
+
+    /// Every count by key (see [`ServerProc::seen`]).
+    pub fn seen_all(&self) -> HashMap<String, u64> {
+        lock(&self.log.by_event).clone()
+    }
+
+    /// The state folder.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 
     /// Warnings the server reported.
@@ -314,9 +378,19 @@ fn read_events(
     let mut line = Vec::with_capacity(1024);
     loop {
         line.clear();
+        // Hold the pipe open without reading while paused, until the `ServerProc` is gone.
+        while log.paused.load(Ordering::Relaxed) {
+            if Arc::strong_count(&log) <= 1 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         match reader.read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(n) => {
+                log.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                log.lines.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let counter = match event_tag(&line) {
             Some(b"request") => Some(&log.requests),
@@ -331,6 +405,29 @@ fn read_events(
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
             continue;
         };
+        {
+            let mut by = lock(&log.by_event);
+            if let Some(e) = v["event"].as_str() {
+                *by.entry(e.to_string()).or_default() += 1;
+            }
+            match v["event"].as_str() {
+                Some("pair_failed") => {
+                    let reason = v["reason"].as_str().unwrap_or("?");
+                    *by.entry(format!("pair_failed:{reason}")).or_default() += 1;
+                }
+                Some("pairing_closed") => {
+                    let reason = v["reason"].as_str().unwrap_or("?");
+                    *by.entry(format!("pairing_closed:{reason}")).or_default() += 1;
+                }
+                Some("summary") => {
+                    for k in ["failures", "dropped", "evicted"] {
+                        *by.entry(format!("summary:{k}")).or_default() +=
+                            v[k].as_u64().unwrap_or(0);
+                    }
+                }
+                _ => {}
+            }
+        }
         match v["event"].as_str() {
             Some("listening") => {
                 let port = v["port"].as_u64().and_then(|p| u16::try_from(p).ok());

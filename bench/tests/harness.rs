@@ -2,37 +2,9 @@
 //! phase runs, every reply is checked by the harness itself, and the counts must add up.
 //! No timing is asserted.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-/// Build the real `server-tui` with this test's profile and return its path.
-fn server_bin() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "build",
-            "-p",
-            "server-tui",
-            "--bin",
-            "server-tui",
-            "--offline",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "building server-tui failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "server-tui")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reports the server-tui executable")
-}
+use common::server_bin;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_run_against_the_real_server() {
