@@ -5,8 +5,10 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use csc_shared::client::{Client, ClientError, Reached, Session, SessionEvent};
+use csc_shared::client::limits::wait_in_words;
+use csc_shared::client::{Client, ClientError, Pairing, Reached, Session, SessionEvent};
 use csc_shared::discovery::{DiscoveryEvent, Found, discover};
+use csc_shared::message::PairFailure;
 use csc_shared::pairing::Code;
 use csc_shared::state::PairedServer;
 use serde_json::{Value, json};
@@ -70,11 +72,12 @@ pub async fn pair(
     let mut pairing = client.start_pairing(addr).await?;
     let ch = pairing.challenge().clone();
     eprintln!(
-        "pairing with {:?} ({}, server id {}): a {}-digit code is now shown on the server's screen",
+        "pairing with {:?} ({}, server id {}): a {}-digit code is now shown on the server's screen ({})",
         ch.server_name,
         addr,
         ch.server_id.short(),
-        ch.code_digits
+        ch.code_digits,
+        code_terms(&pairing)
     );
     let paired = loop {
         let Some(line) = input.ask("code: ").await else {
@@ -101,13 +104,32 @@ pub async fn pair(
             }) => {
                 let wait = retry_after
                     .filter(|w| !w.is_zero())
-                    .map(|w| format!("; next try in {:.1} s", w.as_secs_f64()))
+                    .map(|w| format!("; next try in {}", wait_in_words(w)))
                     .unwrap_or_default();
                 eprintln!("wrong code, {attempts_left} attempts left{wait}");
             }
-            Err(e @ (ClientError::CodeExpired | ClientError::CodeExhausted)) if interactive => {
+            // Typed before the server's wait was over (and longer than the engine waits by
+            // itself): the code still stands, a person may type it again later.
+            Err(
+                e @ ClientError::PairingRefused {
+                    reason: PairFailure::RateLimited,
+                    ..
+                },
+            ) if interactive => eprintln!("{e}; type the code again then"),
+            Err(
+                e @ (ClientError::CodeExpired
+                | ClientError::CodeExhausted
+                | ClientError::PairingRefused {
+                    reason: PairFailure::Displaced,
+                    ..
+                }),
+            ) if interactive => {
                 eprintln!("{e}; requesting a new code");
                 pairing.request_new_code(client.name()).await?;
+                eprintln!(
+                    "a new code is shown on the server's screen ({})",
+                    code_terms(&pairing)
+                );
             }
             Err(e) => return Err(e.into()),
         }
@@ -128,6 +150,19 @@ pub async fn pair(
         }),
     );
     Ok(pairing.into_session()?)
+}
+
+/// "valid for 2 min, 5 attempts", from what the server said (clamped by the engine).
+fn code_terms(pairing: &Pairing) -> String {
+    let ch = pairing.challenge();
+    let left = ch
+        .expires_at
+        .saturating_duration_since(tokio::time::Instant::now());
+    format!(
+        "valid for {}, {} attempts",
+        wait_in_words(left),
+        ch.attempts_left
+    )
 }
 
 /// Open a session with the paired server `cli` names: `--server` and the saved addresses

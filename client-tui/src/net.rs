@@ -320,14 +320,10 @@ fn rejection(e: ClientError) -> Rejection {
         ClientError::PairingRefused {
             reason,
             retry_after,
-        } => Rejection::Refused(match retry_after {
-            Some(w) if !w.is_zero() => format!(
-                "{}; try again in {:.0} s",
-                reason.describe(),
-                w.as_secs_f64().ceil()
-            ),
-            _ => reason.describe().to_string(),
-        }),
+        } => Rejection::Refused {
+            reason,
+            retry_after,
+        },
         other => Rejection::Failed(other.to_string()),
     }
 }
@@ -380,23 +376,20 @@ async fn pair(
                     }
                 }
             },
-            LinkCmd::NewCode => {
-                if pairing.request_new_code(client.name()).await.is_err() {
-                    // The server drops an idle connection some seconds after a code ends:
-                    // start over on a new one.
-                    match client.start_pairing(addr).await {
-                        Ok(p) => pairing = p,
-                        Err(e) => {
-                            out.send(LinkEvent::Rejected {
-                                why: rejection(e),
-                                ended: true,
-                            });
-                            return;
-                        }
+            // The engine dials again when the server has closed the connection (after a
+            // refusal, or some seconds after a code ended). A refusal leaves the pairing
+            // usable for another request; only a failure to reach the server ends it.
+            LinkCmd::NewCode => match pairing.request_new_code(client.name()).await {
+                Ok(()) => out.send(LinkEvent::Challenge(challenge(&pairing))),
+                Err(e) => {
+                    let why = rejection(e);
+                    let ended = matches!(why, Rejection::Failed(_));
+                    out.send(LinkEvent::Rejected { why, ended });
+                    if ended {
+                        return;
                     }
                 }
-                out.send(LinkEvent::Challenge(challenge(&pairing)));
-            }
+            },
             LinkCmd::Run { id, .. } => out.send(LinkEvent::Reply {
                 id,
                 result: Err("not connected yet".into()),

@@ -268,3 +268,26 @@ fn corrupt_client_state_is_reported() {
         "nonsense"
     );
 }
+
+#[test]
+fn a_world_writable_state_folder_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let cdir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cdir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = run(client(cdir.path()).arg("servers"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&cdir.path().display().to_string()), "{err}");
+    assert!(err.contains("writable by other users"), "{err}");
+    assert!(
+        err.contains(&format!("chmod 700 {}", cdir.path().display())),
+        "{err}"
+    );
+    assert!(
+        !cdir.path().join("identity.key").exists(),
+        "nothing is written to a folder that was refused"
+    );
+    std::fs::set_permissions(cdir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = run(client(cdir.path()).arg("servers"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

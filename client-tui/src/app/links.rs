@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use csc_shared::discovery::{Found, Via};
 use csc_shared::identity::PeerId;
-use csc_shared::message::RepairReason;
+use csc_shared::message::{PairFailure, RepairReason};
 use csc_shared::state::PairedServer;
 use serde_json::Value;
 use tui_input::Input;
@@ -142,7 +142,8 @@ impl App {
                 pair.server_id = Some(ch.server_id);
                 pair.attempts_left = ch.attempts_left;
                 pair.digits = ch.digits.max(1);
-                pair.expires_at = Some(now + ch.expires_in);
+                // The engine bounds the lifetime; a sum that still overflows counts as expired.
+                pair.expires_at = Some(now.checked_add(ch.expires_in).unwrap_or(now));
                 pair.phase = PairPhase::Entering;
                 pair.error = None;
                 pair.retry_at = None;
@@ -155,17 +156,31 @@ impl App {
                     Rejection::WrongCode {
                         retry_after: Some(w),
                         ..
-                    } => Some(now + *w),
+                    }
+                    | Rejection::Refused {
+                        retry_after: Some(w),
+                        ..
+                    } => now.checked_add(*w),
                     _ => None,
                 };
                 if let Rejection::WrongCode { attempts_left, .. } = why {
                     pair.attempts_left = attempts_left;
                 }
+                // A refused request (rather than a refused attempt) leaves no code to type.
+                let requesting = pair.phase == PairPhase::Requesting;
                 pair.phase = if ended {
                     PairPhase::Failed
                 } else {
                     match why {
                         Rejection::Expired | Rejection::Exhausted => {
+                            pair.attempts_left = 0;
+                            PairPhase::Expired
+                        }
+                        // Only a rate-limited attempt keeps the code: anything else the
+                        // server refuses (closed, displaced, busy) ends it; `n` asks again.
+                        Rejection::Refused { reason, .. }
+                            if requesting || reason != PairFailure::RateLimited =>
+                        {
                             pair.attempts_left = 0;
                             PairPhase::Expired
                         }

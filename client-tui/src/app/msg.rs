@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crossterm::event::KeyEvent;
+use csc_shared::client::describe_refusal;
+use csc_shared::client::limits::wait_in_words;
 use csc_shared::discovery::{DiscoveryEvent, Via};
 use csc_shared::identity::PeerId;
-use csc_shared::message::RepairReason;
+use csc_shared::message::{PairFailure, RepairReason};
 use csc_shared::state::PairedServer;
 use serde_json::Value;
 
@@ -92,8 +94,13 @@ pub enum Rejection {
     Expired,
     /// Too many wrong codes: ask for a new one.
     Exhausted,
-    /// The server would not pair now (busy, rate limited…).
-    Refused(String),
+    /// The server would not pair now (busy, rate limited, pairing closed…).
+    Refused {
+        /// Why, as the server said.
+        reason: PairFailure,
+        /// When it may work, if the server said (already clamped by the engine).
+        retry_after: Option<Duration>,
+    },
     /// Anything else (unreachable, connection lost…).
     Failed(String),
 }
@@ -108,13 +115,19 @@ impl Rejection {
             } => {
                 let wait = retry_after
                     .filter(|w| *w >= Duration::from_millis(500))
-                    .map(|w| format!("; next try in {:.0} s", w.as_secs_f64().ceil()))
+                    .map(|w| format!("; next try in {}", wait_in_words(w)))
                     .unwrap_or_default();
                 format!("wrong code, {attempts_left} attempts left{wait}")
             }
             Rejection::Expired => "code expired: ask again (n)".into(),
             Rejection::Exhausted => "too many wrong codes: ask for a new one (n)".into(),
-            Rejection::Refused(text) => format!("pairing refused: {text}"),
+            Rejection::Refused {
+                reason,
+                retry_after,
+            } => format!(
+                "pairing refused: {}",
+                describe_refusal(*reason, *retry_after)
+            ),
             Rejection::Failed(text) => text.clone(),
         }
     }

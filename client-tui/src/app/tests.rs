@@ -389,6 +389,68 @@ fn an_expired_code_is_renewed_without_leaving() {
 }
 
 #[test]
+fn refusals_say_why_and_only_a_rate_limited_attempt_keeps_the_code() {
+    use csc_shared::message::PairFailure;
+    let refused = |reason, secs: Option<u64>| LinkEvent::Rejected {
+        why: Rejection::Refused {
+            reason,
+            retry_after: secs.map(Duration::from_secs),
+        },
+        ended: false,
+    };
+    let (mut app, start) = app(80, 24, true);
+    let l = start_pairing(&mut app, "front-desk", 1);
+    app.update(link(l, challenge("front-desk", 1)));
+
+    // Typed before the server's wait was over: the code stands, with a countdown.
+    type_text(&mut app, "123456");
+    app.update(key(KeyCode::Enter));
+    app.update(link(l, refused(PairFailure::RateLimited, Some(40))));
+    let pair = app.pairing.as_ref().unwrap();
+    assert_eq!(pair.phase, PairPhase::Entering);
+    assert_eq!(pair.retry_at, Some(clock_at(start, 40_000).instant));
+    assert_eq!(
+        pair.error.as_deref(),
+        Some(
+            "pairing refused: too many failures from this address: wait and retry (try again in 40 s)"
+        )
+    );
+
+    // Displaced: the code is gone, n asks again.
+    type_text(&mut app, "123456");
+    app.update(key(KeyCode::Enter));
+    app.update(link(l, refused(PairFailure::Displaced, None)));
+    assert_eq!(app.pairing.as_ref().unwrap().phase, PairPhase::Expired);
+    assert!(
+        app.pairing
+            .as_ref()
+            .unwrap()
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("ask again")
+    );
+
+    // Asking again while pairing is closed: still no code; the reason and when it reopens.
+    assert_eq!(app.update(ch('n')), vec![Action::NewCode { link: l }]);
+    app.update(link(l, refused(PairFailure::PairingClosed, Some(14 * 60))));
+    let pair = app.pairing.as_ref().unwrap();
+    assert_eq!(pair.phase, PairPhase::Expired);
+    assert_eq!(
+        pair.error.as_deref(),
+        Some(
+            "pairing refused: pairing is closed on this server: ask its operator to open it (reopens by itself in 14 min)"
+        )
+    );
+
+    // A rate-limited request (not attempt) leaves no code to type either.
+    app.update(ch('n'));
+    app.update(link(l, refused(PairFailure::RateLimited, Some(40))));
+    assert_eq!(app.pairing.as_ref().unwrap().phase, PairPhase::Expired);
+    assert_eq!(app.update(ch('n')), vec![Action::NewCode { link: l }]);
+}
+
+#[test]
 fn a_failed_pairing_starts_over_on_request() {
     let (mut app, _) = app(80, 24, true);
     let l = start_pairing(&mut app, "front-desk", 1);

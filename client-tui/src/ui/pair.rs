@@ -137,15 +137,23 @@ pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buff
         height: inner.bottom().saturating_sub(below),
         ..text_area
     };
+    // A refusal can be a sentence with its wait ("pairing is closed on this server: … (reopens
+    // by itself in 14 min)"): it wraps rather than being cut off.
+    let error_rows = pair
+        .error
+        .as_deref()
+        .map_or(1, |e| wrapped_rows(e, text_area.width).min(3));
     let [error, info, _, help] = Layout::vertical([
-        Constraint::Length(1),
+        Constraint::Length(error_rows),
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Fill(1),
     ])
     .areas(rest);
     if let Some(e) = &pair.error {
-        Paragraph::new(Line::styled(e.clone(), theme.error())).render(error, buf);
+        Paragraph::new(Line::styled(e.clone(), theme.error()))
+            .wrap(Wrap { trim: true })
+            .render(error, buf);
     }
     Paragraph::new(Line::styled(info_line(app, pair), theme.text())).render(info, buf);
     if !compact {
@@ -162,6 +170,26 @@ pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buff
         .wrap(Wrap { trim: true })
         .render(help, buf);
     }
+}
+
+/// Rows `text` takes when wrapped at word boundaries to `width` columns (at least 1).
+fn wrapped_rows(text: &str, width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    let (mut rows, mut col) = (1usize, 0usize);
+    for word in text.split_whitespace() {
+        let w = word.chars().count();
+        if col > 0 && col + 1 + w <= width {
+            col += 1 + w;
+            continue;
+        }
+        if col > 0 {
+            rows += 1;
+        }
+        // A word longer than the line continues on the next ones.
+        rows += w.saturating_sub(1) / width;
+        col = w.saturating_sub(1) % width + 1;
+    }
+    u16::try_from(rows).unwrap_or(u16::MAX)
 }
 
 fn prompt(pair: &PairState, compact: bool) -> Line<'static> {
@@ -218,5 +246,15 @@ mod tests {
         assert_eq!(code_column(0, 6), 0);
         assert_eq!(code_column(3, 6), 4);
         assert_eq!(code_column(6, 6), 7);
+    }
+
+    #[test]
+    fn wrapped_rows_counts_word_wrapped_lines() {
+        assert_eq!(wrapped_rows("", 10), 1);
+        assert_eq!(wrapped_rows("wrong code", 10), 1);
+        assert_eq!(wrapped_rows("wrong code, 4", 10), 2);
+        assert_eq!(wrapped_rows("aaaa bbbb cccc", 9), 2);
+        assert_eq!(wrapped_rows("abcdefghijklmnopqrstuvwxy", 10), 3);
+        assert_eq!(wrapped_rows("x", 0), 1);
     }
 }

@@ -333,6 +333,51 @@ fn code_box_at_40x12_with_an_error() {
     insta::assert_snapshot!("code_40x12", screen);
 }
 
+/// The code screen's text with the frame and line breaks taken out.
+fn flowing(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn a_closed_pairing_is_explained_in_full_on_the_code_screen() {
+    for (w, h) in [(80, 24), (40, 12)] {
+        let (mut app, _) = app(w, h, true);
+        app.update(scan_msg(
+            &app,
+            DiscoveryEvent::Found(found("front-desk", 1, Via::Scan)),
+        ));
+        let actions = app.update(key(KeyCode::Enter));
+        let Some(crate::app::Action::Pair { link: l, .. }) = actions.first().cloned() else {
+            panic!("{actions:?}");
+        };
+        app.update(link(
+            l,
+            LinkEvent::Rejected {
+                why: Rejection::Refused {
+                    reason: csc_shared::message::PairFailure::PairingClosed,
+                    retry_after: Some(Duration::from_secs(14 * 60)),
+                },
+                ended: true,
+            },
+        ));
+        let lines = lines(&render(&app));
+        let text = flowing(&lines);
+        assert!(
+            text.contains(
+                "pairing refused: pairing is closed on this server: ask its operator to open it (reopens by itself in 14 min)"
+            ),
+            "{w}x{h}:\n{}",
+            lines.join("\n")
+        );
+        // And what can be done about it still shows.
+        footer_has(&lines, &["n new code", "Esc back"]);
+    }
+}
+
 #[test]
 fn console_at_80x24_shows_replies_notices_and_the_input() {
     let app = console(80, 24, true);

@@ -4,6 +4,7 @@
 //! (typed by a person) and render results; they never touch the wire.
 
 mod dial;
+pub mod limits;
 mod pair;
 mod reconnect;
 mod session;
@@ -32,6 +33,19 @@ pub struct ClientOptions {
     pub max_frame: usize,
     /// Local address to connect from (tests and load generators use several loopback ones).
     pub local_ip: Option<IpAddr>,
+    /// Longest server-requested wait the engine sits out by itself before it retries; a
+    /// longer one is returned to the caller. Capped at [`limits::MAX_AUTO_WAIT`].
+    pub max_auto_wait: Duration,
+    /// Time a task may take to be answered before [`Session::request`] gives up with
+    /// [`ClientError::NoReply`] (the session stays open; a late reply is dropped).
+    pub request_timeout: Duration,
+}
+
+impl ClientOptions {
+    /// [`ClientOptions::max_auto_wait`] as it applies: never above [`limits::MAX_AUTO_WAIT`].
+    pub fn auto_wait(&self) -> Duration {
+        self.max_auto_wait.min(limits::MAX_AUTO_WAIT)
+    }
 }
 
 impl Default for ClientOptions {
@@ -41,6 +55,8 @@ impl Default for ClientOptions {
             step_timeout: Duration::from_secs(15),
             max_frame: crate::frame::DEFAULT_MAX_FRAME,
             local_ip: None,
+            max_auto_wait: limits::MAX_AUTO_WAIT,
+            request_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -79,9 +95,9 @@ pub enum ClientError {
     /// The code was wrong.
     #[error("wrong code, {attempts_left} attempts left")]
     WrongCode {
-        /// Tries left for this code.
+        /// Tries left for this code (at most [`limits::MAX_ATTEMPTS`]).
         attempts_left: u32,
-        /// Wait before the next try.
+        /// Wait before the next try (at most [`limits::MAX_RETRY_HINT`]).
         retry_after: Option<Duration>,
     },
     /// Too many wrong codes.
@@ -91,11 +107,11 @@ pub enum ClientError {
     #[error("code expired: ask again")]
     CodeExpired,
     /// The server would not start or continue pairing.
-    #[error("pairing refused: {}", reason.describe())]
+    #[error("pairing refused: {}", describe_refusal(*reason, *retry_after))]
     PairingRefused {
         /// Why.
         reason: PairFailure,
-        /// When to try again, if that helps.
+        /// When to try again, if that helps (at most [`limits::MAX_RETRY_HINT`]).
         retry_after: Option<Duration>,
     },
     /// The server's key confirmation failed although ours was accepted.
@@ -131,6 +147,14 @@ pub enum ClientError {
     /// The session ended.
     #[error("connection closed: {0}")]
     Closed(String),
+    /// A task got no reply in [`ClientOptions::request_timeout`].
+    #[error("the server did not answer {task:?} within {} s", waited.as_secs_f64())]
+    NoReply {
+        /// The task.
+        task: String,
+        /// How long we waited.
+        waited: Duration,
+    },
     /// Reading or writing messages failed.
     #[error(transparent)]
     Connection(#[from] ConnectionError),
@@ -143,6 +167,24 @@ pub enum ClientError {
     /// TLS could not be configured.
     #[error("TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
+}
+
+/// A refusal for people, with its wait when there is one: "pairing is closed on this server:
+/// ask its operator to open it (reopens by itself in 14 min)".
+pub fn describe_refusal(reason: PairFailure, retry_after: Option<Duration>) -> String {
+    match retry_after.filter(|w| !w.is_zero()) {
+        None => reason.describe().to_string(),
+        Some(w) if reason == PairFailure::PairingClosed => format!(
+            "{} (reopens by itself in {})",
+            reason.describe(),
+            limits::wait_in_words(w)
+        ),
+        Some(w) => format!(
+            "{} (try again in {})",
+            reason.describe(),
+            limits::wait_in_words(w)
+        ),
+    }
 }
 
 /// A client: its identity, its state folder and its options.

@@ -24,7 +24,8 @@ pub enum SessionEvent {
     Notice {
         /// Its text.
         text: String,
-        /// When it was sent, Unix milliseconds.
+        /// When it was sent, Unix milliseconds (server clock; at most
+        /// [`super::limits::MAX_CLOCK_AHEAD`] ahead of ours).
         at_ms: u64,
     },
     /// The session ended; no more events follow.
@@ -54,6 +55,7 @@ pub struct Session {
     events: mpsc::UnboundedReceiver<SessionEvent>,
     server: PairedServer,
     addr: SocketAddr,
+    request_timeout: std::time::Duration,
     driver: tokio::task::JoinHandle<()>,
 }
 
@@ -84,7 +86,8 @@ impl Session {
                 let moved = server.addrs.first() != Some(&addr);
                 if let Some(t) = token {
                     server.token = t;
-                    server.token_expires_at = token_expires_at;
+                    server.token_expires_at =
+                        super::limits::token_expiry(token_expires_at, crate::unix_now());
                 }
                 server.name = server_name;
                 server.remember_addr(addr);
@@ -105,7 +108,12 @@ impl Session {
                     .await
                     .map_err(|e| ClientError::Protocol(format!("saving failed: {e}")))??;
                 }
-                Ok(Self::from_conn(conn, server, addr))
+                Ok(Self::from_conn(
+                    conn,
+                    server,
+                    addr,
+                    client.options().request_timeout,
+                ))
             }
             Message::Error {
                 code,
@@ -124,7 +132,12 @@ impl Session {
         }
     }
 
-    pub(crate) fn from_conn(conn: Conn, server: PairedServer, addr: SocketAddr) -> Self {
+    pub(crate) fn from_conn(
+        conn: Conn,
+        server: PairedServer,
+        addr: SocketAddr,
+        request_timeout: std::time::Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(256);
         let (ev_tx, events) = mpsc::unbounded_channel();
         let driver = tokio::spawn(drive(conn, rx, ev_tx));
@@ -133,6 +146,7 @@ impl Session {
             events,
             server,
             addr,
+            request_timeout,
             driver,
         }
     }
@@ -147,8 +161,9 @@ impl Session {
         self.addr
     }
 
-    /// Run `task` with `args` on the server and wait for its result. Requests from several
-    /// callers are pipelined on the one connection.
+    /// Run `task` with `args` on the server and wait for its result, at most
+    /// [`super::ClientOptions::request_timeout`]. Requests from several callers are pipelined
+    /// on the one connection.
     pub async fn request(&self, task: &str, args: Vec<String>) -> Result<Value, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -159,8 +174,15 @@ impl Session {
             })
             .await
             .map_err(|_| ClientError::Closed("session ended".into()))?;
-        rx.await
-            .map_err(|_| ClientError::Closed("session ended".into()))?
+        // A server that takes the request and never answers must not hold the caller. The
+        // request stays pending in the driver, so a late reply is matched and dropped.
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Err(_) => Err(ClientError::NoReply {
+                task: task.to_string(),
+                waited: self.request_timeout,
+            }),
+            Ok(reply) => reply.map_err(|_| ClientError::Closed("session ended".into()))?,
+        }
     }
 
     /// The next notice or the close of the session; `None` once closed and drained.
@@ -168,11 +190,23 @@ impl Session {
         self.events.recv().await
     }
 
-    /// End the session cleanly: wait for replies in flight, then close the TLS session.
+    /// End the session cleanly: wait for replies in flight (at most
+    /// [`super::ClientOptions::request_timeout`]), then close the TLS session.
     pub async fn close(self) {
-        let Session { tx, driver, .. } = self;
+        let Session {
+            tx,
+            mut driver,
+            request_timeout,
+            ..
+        } = self;
         drop(tx);
-        let _ = driver.await;
+        // A server that never answers a request must not hold the close either.
+        if tokio::time::timeout(request_timeout, &mut driver)
+            .await
+            .is_err()
+        {
+            driver.abort();
+        }
     }
 
     /// Ask the server to forget this client, and end the session.
@@ -182,8 +216,13 @@ impl Session {
             .send(Outgoing::Unpair { reply })
             .await
             .map_err(|_| ClientError::Closed("session ended".into()))?;
-        rx.await
-            .map_err(|_| ClientError::Closed("session ended".into()))?
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Err(_) => Err(ClientError::NoReply {
+                task: "unpair".into(),
+                waited: self.request_timeout,
+            }),
+            Ok(reply) => reply.map_err(|_| ClientError::Closed("session ended".into()))?,
+        }
     }
 }
 
@@ -241,18 +280,21 @@ async fn drive(
             },
             msg = conn.read::<Message>() => match msg {
                 Ok(Some(Message::Response { id, ok, result, error })) => {
-                    if let Some(reply) = pending.remove(&id) {
-                        let r = if ok {
-                            Ok(result)
-                        } else {
-                            let e = error.unwrap_or(crate::message::TaskErrorBody {
-                                code: "failed".into(),
-                                message: "task failed".into(),
-                            });
-                            Err(ClientError::Task { code: e.code, message: e.message })
-                        };
-                        let _ = reply.send(r);
-                    }
+                    // Every id we send stays pending until answered, so any other id is a
+                    // server out of step with us: end the session rather than wait on it.
+                    let Some(reply) = pending.remove(&id) else {
+                        break (format!("protocol error: response to request {id}, which was never sent or is already answered"), None);
+                    };
+                    let r = if ok {
+                        Ok(result)
+                    } else {
+                        let e = error.unwrap_or(crate::message::TaskErrorBody {
+                            code: "failed".into(),
+                            message: "task failed".into(),
+                        });
+                        Err(ClientError::Task { code: e.code, message: e.message })
+                    };
+                    let _ = reply.send(r);
                     if !outgoing_open && pending.is_empty() {
                         break ("closed by client".into(), None);
                     }
@@ -264,6 +306,7 @@ async fn drive(
                 }
                 Ok(Some(Message::Pong {})) => {}
                 Ok(Some(Message::Notice { text, at_ms })) => {
+                    let at_ms = super::limits::server_time_ms(at_ms, crate::unix_now_ms());
                     let _ = events.send(SessionEvent::Notice { text, at_ms });
                 }
                 Ok(Some(Message::Unpaired {})) => {

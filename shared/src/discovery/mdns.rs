@@ -118,7 +118,16 @@ pub(super) async fn browse(listen: Duration, started: Instant, tx: mpsc::Sender<
         else {
             continue;
         };
-        let name = info.get_property_val_str("name").unwrap_or("").to_string();
+        // A port of 0 cannot be connected to; a name is a hint and shown, so it is bounded.
+        if info.get_port() == 0 {
+            continue;
+        }
+        let name: String = info
+            .get_property_val_str("name")
+            .unwrap_or("")
+            .chars()
+            .take(super::wire::MAX_ANNOUNCED_NAME)
+            .collect();
         for ip in info.get_addresses_v4() {
             let found = Found {
                 addr: SocketAddr::new(IpAddr::V4(ip), info.get_port()),

@@ -20,7 +20,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-pub use broadcast::{AnnounceInfo, RateLimiter, answer_probes};
+pub use broadcast::{
+    AnnounceInfo, MAX_TRACKED, OVERFLOW_REPLIES_PER_SECOND, REPLIES_PER_SECOND, RateLimiter,
+    answer_probes,
+};
 pub use scan::{ARP_WINDOW, SweepPlan, arp_budget, raise_fd_limit};
 
 use crate::client::Dialer;

@@ -72,7 +72,7 @@ pub fn encode_announce(
     nonce: &str,
     max_len: usize,
 ) -> Option<Vec<u8>> {
-    let mut name: String = name.chars().take(64).collect();
+    let mut name: String = name.chars().take(MAX_ANNOUNCED_NAME).collect();
     loop {
         let a = Announce {
             kind: "csc_announce".into(),
@@ -90,10 +90,20 @@ pub fn encode_announce(
     }
 }
 
-/// Parse an announce; `None` for anything that is not one.
+/// Longest server name an announce carries, in characters (longer ones are shortened by the
+/// sender and refused by the receiver).
+pub const MAX_ANNOUNCED_NAME: usize = 64;
+
+/// Parse an announce; `None` for anything that is not one. Numbers are typed (a port outside
+/// 1..=65535, a negative, fractional or quoted number is refused by the decoder), and the
+/// name and nonce must be no longer than any honest server sends.
 pub fn parse_announce(datagram: &[u8]) -> Option<Announce> {
     let a: Announce = serde_json::from_slice(datagram).ok()?;
-    (a.kind == "csc_announce" && a.port != 0).then_some(a)
+    (a.kind == "csc_announce"
+        && a.port != 0
+        && a.nonce.len() <= 32
+        && a.name.chars().count() <= MAX_ANNOUNCED_NAME)
+        .then_some(a)
 }
 
 #[cfg(test)]
@@ -135,5 +145,34 @@ mod tests {
             assert!(parse_announce(junk).is_none());
         }
         assert!(parse_probe(br#"{"type":"other","v":1,"nonce":"x"}"#).is_none());
+    }
+
+    #[test]
+    fn hostile_numbers_and_lengths_in_announces_are_refused() {
+        let good = encode_announce(PeerId([7; 32]), "srv", 47474, "n", PROBE_LEN).unwrap();
+        let text = String::from_utf8(good).unwrap();
+        assert!(parse_announce(text.as_bytes()).is_some());
+        for port in [
+            "0",
+            "65536",
+            "-1",
+            "4747.5",
+            "1e3",
+            "\"80\"",
+            "18446744073709551615",
+        ] {
+            let bad = text.replace("\"port\":47474", &format!("\"port\":{port}"));
+            assert_ne!(bad, text);
+            assert!(parse_announce(bad.as_bytes()).is_none(), "port {port}");
+        }
+        let bad = text.replace("\"v\":1", "\"v\":-1");
+        assert!(parse_announce(bad.as_bytes()).is_none());
+        let long = text.replace("\"srv\"", &format!("\"{}\"", "n".repeat(65)));
+        assert!(parse_announce(long.as_bytes()).is_none());
+        let nonce = text.replace(
+            "\"nonce\":\"n\"",
+            &format!("\"nonce\":\"{}\"", "n".repeat(33)),
+        );
+        assert!(parse_announce(nonce.as_bytes()).is_none());
     }
 }
