@@ -83,6 +83,33 @@ impl PairFailure {
     }
 }
 
+/// Longest display name kept from a peer (client or server names); longer ones are cut.
+pub const MAX_NAME: usize = 64;
+
+/// A display name a peer sent, made safe to show and store: control characters (terminal
+/// escapes among them) removed, at most [`MAX_NAME`] characters, trimmed, never empty.
+pub fn clean_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME)
+        .collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() {
+        "unnamed".into()
+    } else {
+        cleaned.to_string()
+    }
+}
+
+/// Text a peer sent for people (a notice), made safe to print: control characters other
+/// than newline and tab removed, so it cannot drive the terminal it is shown on.
+pub fn clean_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
+}
+
 /// Error classes carried by [`Message::Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -364,6 +391,14 @@ mod tests {
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<Message>(&text).unwrap(), m);
         assert!(serde_json::from_str::<Message>(r#"{"type":"pair_attempt","pake":"%%"}"#).is_err());
+    }
+
+    #[test]
+    fn names_and_texts_from_peers_are_made_safe() {
+        assert_eq!(clean_name("  kiosk-1 \u{1b}[31m "), "kiosk-1 [31m");
+        assert_eq!(clean_name("\u{7}\u{0}"), "unnamed");
+        assert_eq!(clean_name(&"x".repeat(500)).len(), MAX_NAME);
+        assert_eq!(clean_text("a\u{1b}]0;t\u{7}\nb\tc\r"), "a]0;t\nb\tc");
     }
 
     #[test]

@@ -861,3 +861,72 @@ fn a_silent_server_cannot_hold_a_request_or_the_close() {
         within("close", budget(1), session.close()).await.unwrap();
     });
 }
+
+#[test]
+fn a_flood_of_notices_with_terminal_escapes_is_bounded_and_cleaned() {
+    let w = world();
+    w.rt.block_on(async {
+        // In answer to the request: 5 000 notices, each with escape sequences, then the
+        // response. The client reads no events meanwhile.
+        let mut replies: Vec<Reply> = (0..5000)
+            .map(|i| {
+                Reply::Msg(Message::Notice {
+                    text: format!("\u{1b}[2J\u{1b}]0;owned\u{7}notice {i}\r\n"),
+                    at_ms: u64::MAX,
+                })
+            })
+            .collect();
+        replies.push(Reply::Respond(serde_json::json!("pong")));
+        let rogue = Rogue::start(
+            w.rogue_id.clone(),
+            Script {
+                auth: vec![Reply::Msg(Message::AuthOk {
+                    server_name: "\u{1b}[31mrogue\u{7}".repeat(100),
+                    token: None,
+                    token_expires_at: 0,
+                })],
+                request: replies,
+                ..Script::default()
+            },
+        )
+        .await;
+        let server = PairedServer {
+            server_id: w.rogue_id.id(),
+            name: "rogue".into(),
+            addrs: vec![rogue.addr],
+            token: "token".into(),
+            token_expires_at: 0,
+            paired_at: 0,
+        };
+        let mut session = w.client.connect(&server).await.unwrap();
+        // The name it claims is cut and stripped of control characters.
+        let name = &session.server().name;
+        assert!(
+            name.chars().count() <= csc_shared::message::MAX_NAME,
+            "{name:?}"
+        );
+        assert!(!name.chars().any(char::is_control), "{name:?}");
+        let pong = within("request", budget(1), session.request("ping", vec![]))
+            .await
+            .unwrap();
+        assert_eq!(pong.unwrap(), "pong", "the session still works");
+        // At most the queue's worth of notices was kept, and none can drive a terminal.
+        let mut kept = 0;
+        while let Ok(Some(ev)) =
+            tokio::time::timeout(Duration::from_millis(200), session.next_event()).await
+        {
+            if let csc_shared::client::SessionEvent::Notice { text, at_ms } = ev {
+                kept += 1;
+                assert!(
+                    !text.chars().any(|c| c.is_control() && c != '\n'),
+                    "{text:?}"
+                );
+                assert!(at_ms < u64::MAX);
+            }
+        }
+        assert!(
+            (1..=csc_shared::client::NOTICE_QUEUE).contains(&kept),
+            "{kept} notices kept"
+        );
+    });
+}

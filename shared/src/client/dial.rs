@@ -132,7 +132,7 @@ impl Dialer {
         match reply {
             Message::ServerInfo { server_name, .. } => Ok(ProbeResult {
                 server_id: info.peer_id,
-                name: server_name,
+                name: crate::message::clean_name(&server_name),
             }),
             other => Err(ClientError::Protocol(format!(
                 "expected server_info, got {}",

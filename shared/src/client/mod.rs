@@ -15,7 +15,7 @@ use std::time::Duration;
 pub use dial::{Dialer, ProbeResult};
 pub use pair::{Challenge, Pairing};
 pub use reconnect::{HEAD_START, Reached};
-pub use session::{Session, SessionEvent};
+pub use session::{NOTICE_QUEUE, Session, SessionEvent};
 
 use crate::connection::ConnectionError;
 use crate::identity::{Identity, PeerId};

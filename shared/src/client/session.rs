@@ -17,6 +17,9 @@ use crate::message::{ErrorCode, Message, RepairReason};
 use crate::state::PairedServer;
 use crate::tls::ServerTrust;
 
+/// Notices held for a reader that is behind; more are dropped.
+pub const NOTICE_QUEUE: usize = 256;
+
 /// Something the server pushed, or the end of the session.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
@@ -52,7 +55,7 @@ enum Outgoing {
 #[derive(Debug)]
 pub struct Session {
     tx: mpsc::Sender<Outgoing>,
-    events: mpsc::UnboundedReceiver<SessionEvent>,
+    events: mpsc::Receiver<SessionEvent>,
     server: PairedServer,
     addr: SocketAddr,
     request_timeout: std::time::Duration,
@@ -89,7 +92,7 @@ impl Session {
                     server.token_expires_at =
                         super::limits::token_expiry(token_expires_at, crate::unix_now());
                 }
-                server.name = server_name;
+                server.name = crate::message::clean_name(&server_name);
                 server.remember_addr(addr);
                 if renewed || moved {
                     let saved = server.clone();
@@ -139,7 +142,8 @@ impl Session {
         request_timeout: std::time::Duration,
     ) -> Self {
         let (tx, rx) = mpsc::channel(256);
-        let (ev_tx, events) = mpsc::unbounded_channel();
+        // Bounded: a server that floods notices loses notices, not our memory.
+        let (ev_tx, events) = mpsc::channel(NOTICE_QUEUE);
         let driver = tokio::spawn(drive(conn, rx, ev_tx));
         Self {
             tx,
@@ -236,7 +240,7 @@ fn closed_error(reason: &str, repair: Option<RepairReason>) -> ClientError {
 async fn drive(
     mut conn: Conn,
     mut rx: mpsc::Receiver<Outgoing>,
-    events: mpsc::UnboundedSender<SessionEvent>,
+    events: mpsc::Sender<SessionEvent>,
 ) {
     let mut next_id: u64 = 0;
     let mut pending: HashMap<u64, oneshot::Sender<Result<Value, ClientError>>> = HashMap::new();
@@ -307,7 +311,9 @@ async fn drive(
                 Ok(Some(Message::Pong {})) => {}
                 Ok(Some(Message::Notice { text, at_ms })) => {
                     let at_ms = super::limits::server_time_ms(at_ms, crate::unix_now_ms());
-                    let _ = events.send(SessionEvent::Notice { text, at_ms });
+                    let text = crate::message::clean_text(&text);
+                    // Dropped when the reader is behind; the end of the session never is.
+                    let _ = events.try_send(SessionEvent::Notice { text, at_ms });
                 }
                 Ok(Some(Message::Unpaired {})) => {
                     if let Some(reply) = unpair.take() {
@@ -335,5 +341,5 @@ async fn drive(
         let _ = reply.send(Err(closed_error(&reason, repair)));
     }
     conn.close().await;
-    let _ = events.send(SessionEvent::Closed { reason, repair });
+    let _ = events.send(SessionEvent::Closed { reason, repair }).await;
 }

@@ -20,15 +20,14 @@ use super::registry::Standing;
 use super::{ConnSlot, Server, ServerEvent, SessionEntry, Shared, TaskContext};
 use crate::connection::{Connection, ConnectionError};
 use crate::frame::FrameError;
-use crate::message::{B64, ErrorCode, Message, PairFailure, RepairReason, TaskErrorBody};
+use crate::message::{
+    B64, ErrorCode, Message, PairFailure, RepairReason, TaskErrorBody, clean_name,
+};
 use crate::pairing::{Binding, Code, server_respond};
 use crate::state::ClientRecord;
 use crate::tls::SessionInfo;
 
 type Conn = Connection<TlsStream<TcpStream>>;
-
-/// Longest client name kept; longer names are cut.
-const MAX_NAME: usize = 64;
 
 pub(super) async fn handle(
     server: Server,
@@ -184,20 +183,6 @@ async fn fail_read(conn: &mut Conn, e: ConnectionError) {
         let _ = conn.send(&m).await;
     }
     conn.close().await;
-}
-
-fn clean_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_NAME)
-        .collect();
-    let cleaned = cleaned.trim().to_string();
-    if cleaned.is_empty() {
-        "unnamed".into()
-    } else {
-        cleaned
-    }
 }
 
 struct ConnCtx {
