@@ -144,14 +144,15 @@ impl Pairing {
             not_before: Instant::now(),
             paired: None,
         };
-        // A short backoff (a recent failure from this address) is waited out rather than
-        // reported; a long one is the caller's to show. The refusal closed the connection, so
-        // `request` dials a new one.
+        // A short backoff (a recent failure from this address) or a full table of pending
+        // requests (room comes within seconds) is waited out rather than reported; a long wait
+        // is the caller's to show. The refusal closed the connection, so `request` dials a
+        // new one.
         let mut retries = 0;
         loop {
             match pairing.request(&client.name).await {
                 Err(ClientError::PairingRefused {
-                    reason: PairFailure::RateLimited,
+                    reason: PairFailure::RateLimited | PairFailure::TooManyPending,
                     retry_after: Some(wait),
                 }) if retries < limits::MAX_START_RETRIES
                     && wait <= client.options().auto_wait() =>
@@ -231,7 +232,7 @@ impl Pairing {
                         "the server asks for a {code_digits}-digit code; codes have {CODE_DIGITS} digits"
                     )));
                 }
-                self.challenge.server_name = server_name;
+                self.challenge.server_name = crate::message::clean_name(&server_name);
                 self.challenge.code_digits = code_digits;
                 self.challenge.expires_at = after(limits::code_lifetime(expires_in_s));
                 self.challenge.attempts_left = limits::attempts(attempts_left);
@@ -360,7 +361,7 @@ impl Pairing {
                 let now = crate::unix_now();
                 let mut server = PairedServer {
                     server_id: self.challenge.server_id,
-                    name: server_name,
+                    name: crate::message::clean_name(&server_name),
                     addrs: Vec::new(),
                     token,
                     token_expires_at: limits::token_expiry(token_expires_at, now),
