@@ -373,12 +373,14 @@ fn status_text(st: &PairingStatus) -> String {
         }
     };
     format!(
-        "pairing {state}\nfailure budget: {} of {} wrong codes used in the last {}; {} closures counted\npending requests: {}",
+        "pairing {state}\nfailure budget: {} of {} wrong codes used in the last {}; {} closures counted\npending requests: {}\naddresses remembered: {} (and {} network prefixes)",
         st.failures,
         st.budget,
         seconds(st.budget_window_s),
         st.closures,
-        st.pending
+        st.pending,
+        st.remembered_addresses,
+        st.remembered_prefixes
     )
 }
 

@@ -32,6 +32,8 @@ pub fn open_pairing() -> PairingStatus {
         budget_window_s: 86_400,
         closures: 0,
         pending: 0,
+        remembered_addresses: 0,
+        remembered_prefixes: 0,
     }
 }
 

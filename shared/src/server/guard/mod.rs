@@ -131,6 +131,10 @@ pub struct PairingStatus {
     pub closures: u32,
     /// Pending requests now.
     pub pending: usize,
+    /// Addresses remembered now (codes issued, failures); at most `max_sources`.
+    pub remembered_addresses: usize,
+    /// Network prefixes remembered now; at most `max_sources`.
+    pub remembered_prefixes: usize,
 }
 
 /// Whole seconds, rounded up, so "0 s left" means none.
@@ -354,6 +358,8 @@ impl Guard {
             budget_window_s: self.policy.budget.window.as_secs(),
             closures: self.budget.level(),
             pending: self.pending.len(),
+            remembered_addresses: self.sources.len().0,
+            remembered_prefixes: self.sources.len().1,
         }
     }
 
