@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::state::{StateError, ensure_private_dir, write_atomic};
+use crate::fsio::{StateError, ensure_private_dir, write_atomic};
 
 /// SHA-256 of a public key (SPKI DER): the `server_id` or `client_id`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -175,7 +175,7 @@ impl Identity {
         ensure_private_dir(dir)?;
         let key_path = dir.join(KEY_FILE);
         let cert_path = dir.join(CERT_FILE);
-        match crate::state::read_private(&key_path)? {
+        match crate::fsio::read_private(&key_path)? {
             Some(key_pem) => {
                 let corrupt = |path: &Path, reason: String| StateError::Corrupt {
                     path: path.to_path_buf(),
@@ -188,7 +188,7 @@ impl Identity {
                 };
                 let key_pair = rcgen::KeyPair::try_from(&PrivateKeyDer::Pkcs8(key.clone_key()))
                     .map_err(|e| corrupt(&key_path, e.to_string()))?;
-                let Some(cert_pem) = crate::state::read_private(&cert_path)? else {
+                let Some(cert_pem) = crate::fsio::read_private(&cert_path)? else {
                     // The key is the identity; a missing certificate (a crash during the first
                     // start, before any pairing) is issued again from it. Ids stay the same;
                     // tokens bound to an old certificate would need pairing again.

@@ -5,9 +5,13 @@
 //! - [`message`]: the JSON messages (`type`-tagged) and [`connection`], which reads and writes them.
 //! - [`identity`]: Ed25519 key + self-signed certificate per side; ids are SHA-256 of the SPKI.
 //! - [`tls`]: TLS 1.3 configs with our ALPN, pinning and the exporter that binds pairing to a session.
+//! - [`dialer`]: opening a TLS connection to a server, and the identity probe; used by both
+//!   [`discovery`] and [`client`], and knowing neither.
 //! - [`pairing`]: codes, SPAKE2 and key confirmation (pure crypto, no I/O).
 //! - [`token`]: the session JWT, bound to the client certificate (`cnf`).
-//! - [`state`]: files on disk (atomic writes, private permissions, clear corruption errors).
+//! - [`fsio`]: file handling both sides' state and identities use (atomic writes, private
+//!   permissions, locks); a leaf, so [`identity`] and [`state`] can both build on it.
+//! - [`state`]: the state files themselves (what they hold, where they live).
 //! - [`server`] and [`client`]: the engines the two apps drive; they report through typed events.
 //!
 //! Trust never comes from what a peer says, only from TLS identities, the pairing exchange and
@@ -17,8 +21,10 @@
 
 pub mod client;
 pub mod connection;
+pub mod dialer;
 pub mod discovery;
 pub mod frame;
+pub mod fsio;
 pub mod identity;
 pub mod message;
 pub mod pairing;

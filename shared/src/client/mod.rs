@@ -3,7 +3,6 @@
 //! Owns the client's side of the protocol and its saved pairings. The apps supply the code
 //! (typed by a person) and render results; they never touch the wire.
 
-mod dial;
 pub mod limits;
 mod pair;
 mod reconnect;
@@ -12,7 +11,7 @@ mod session;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub use dial::{Dialer, ProbeResult};
+pub use crate::dialer::{Conn, DialError, DialOptions, Dialer, ProbeResult};
 pub use pair::{Challenge, Pairing};
 pub use reconnect::{HEAD_START, Reached};
 pub use session::{NOTICE_QUEUE, Session, SessionEvent};
@@ -42,6 +41,16 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
+    /// The part of these options that opening a connection needs.
+    pub fn dial(&self) -> DialOptions {
+        DialOptions {
+            connect_timeout: self.connect_timeout,
+            step_timeout: self.step_timeout,
+            max_frame: self.max_frame,
+            local_ip: self.local_ip,
+        }
+    }
+
     /// [`ClientOptions::max_auto_wait`] as it applies: never above [`limits::MAX_AUTO_WAIT`].
     pub fn auto_wait(&self) -> Duration {
         self.max_auto_wait.min(limits::MAX_AUTO_WAIT)
@@ -187,11 +196,33 @@ pub fn describe_refusal(reason: PairFailure, retry_after: Option<Duration>) -> S
     }
 }
 
+impl From<DialError> for ClientError {
+    fn from(e: DialError) -> Self {
+        match e {
+            DialError::Unreachable { addr, reason } => ClientError::Unreachable { addr, reason },
+            DialError::NotOurServer { addr, reason } => ClientError::NotOurServer { addr, reason },
+            DialError::IdentityMismatch {
+                addr,
+                expected,
+                found,
+            } => ClientError::IdentityMismatch {
+                addr,
+                expected,
+                found,
+            },
+            DialError::Protocol(m) => ClientError::Protocol(m),
+            DialError::Connection(c) => ClientError::Connection(c),
+            DialError::Tls(t) => ClientError::Tls(t),
+        }
+    }
+}
+
 /// A client: its identity, its state folder and its options.
 #[derive(Debug)]
 pub struct Client {
     store: ClientStore,
     dialer: Dialer,
+    options: ClientOptions,
     name: String,
 }
 
@@ -206,10 +237,8 @@ impl Client {
         let identity = store.identity(name)?;
         Ok(Self {
             store,
-            dialer: Dialer {
-                identity: std::sync::Arc::new(identity),
-                options,
-            },
+            dialer: Dialer::new(std::sync::Arc::new(identity), options.dial()),
+            options,
             name: name.to_string(),
         })
     }
@@ -229,15 +258,15 @@ impl Client {
     }
 
     pub(crate) fn options(&self) -> &ClientOptions {
-        &self.dialer.options
+        &self.options
     }
 
     pub(crate) async fn dial(
         &self,
         addr: SocketAddr,
         trust: crate::tls::ServerTrust,
-    ) -> Result<(dial::Conn, crate::tls::SessionInfo), ClientError> {
-        self.dialer.dial(addr, trust).await
+    ) -> Result<(Conn, crate::tls::SessionInfo), ClientError> {
+        Ok(self.dialer.dial(addr, trust).await?)
     }
 
     /// This client's display name.

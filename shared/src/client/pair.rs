@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::dial::{Conn, Dialer};
 use super::limits;
 use super::session::Session;
 use super::{Client, ClientError};
 use crate::connection::ConnectionError;
+use crate::dialer::{Conn, Dialer};
 use crate::frame::FrameError;
 use crate::identity::{Identity, PeerId};
 use crate::message::{B64, ErrorCode, Message, PairFailure};
@@ -44,6 +44,7 @@ pub struct Challenge {
 /// A pairing in progress with one server.
 pub struct Pairing {
     dialer: Dialer,
+    options: super::ClientOptions,
     /// `None` once the server has closed it (it does after refusing a request) or it failed;
     /// the next request dials again.
     conn: Option<Conn>,
@@ -130,6 +131,7 @@ impl Pairing {
         let (conn, info) = client.dial(addr, ServerTrust::Any).await?;
         let mut pairing = Self {
             dialer: client.dialer(),
+            options: client.options().clone(),
             conn: Some(conn),
             binding: binding(client.identity(), &info),
             store: client.store.clone(),
@@ -275,7 +277,7 @@ impl Pairing {
     /// [`PairFailure::RateLimited`] refusal with the time left, and nothing is sent.
     async fn wait_out_backoff(&self) -> Result<(), ClientError> {
         let left = self.not_before.saturating_duration_since(Instant::now());
-        if left > self.dialer.options.auto_wait() {
+        if left > self.options.auto_wait() {
             return Err(ClientError::PairingRefused {
                 reason: PairFailure::RateLimited,
                 retry_after: Some(left),
@@ -425,7 +427,7 @@ impl Pairing {
             conn,
             server,
             addr,
-            self.dialer.options.request_timeout,
+            self.options.request_timeout,
         ))
     }
 }

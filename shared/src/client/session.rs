@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::dial::Conn;
 use super::{Client, ClientError};
 use crate::connection::ConnectionError;
+use crate::dialer::Conn;
 use crate::frame::FrameError;
 use crate::message::{ErrorCode, Message, RepairReason};
 use crate::state::PairedServer;

@@ -26,7 +26,7 @@ pub use broadcast::{
 };
 pub use scan::{ARP_WINDOW, SweepPlan, arp_budget, raise_fd_limit};
 
-use crate::client::Dialer;
+use crate::dialer::Dialer;
 use crate::identity::PeerId;
 
 /// How a server was found.

@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 use tokio::sync::mpsc;
 
 use super::{DiscoveryEvent, Found, ScanProgress, Via};
-use crate::client::Dialer;
+use crate::dialer::Dialer;
 
 /// One subnet to sweep.
 #[derive(Debug, Clone)]

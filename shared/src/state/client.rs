@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fsio::{StateError, StateLock, ensure_private_dir, read_json, write_json};
+use crate::fsio::{StateError, StateLock, ensure_private_dir, read_json, write_json};
 use crate::identity::{Identity, PeerId};
 
 const SERVERS_FILE: &str = "servers.json";

@@ -5,12 +5,10 @@
 //! path and never silently replaced.
 
 mod client;
-mod fsio;
 mod server;
 
+pub use crate::fsio::{StateError, StateLock, ensure_private_dir, read_json, write_atomic};
 pub use client::{ClientStore, PairedServer, SelectError, ServersFile};
-pub(crate) use fsio::read_private;
-pub use fsio::{StateError, StateLock, ensure_private_dir, read_json, write_atomic};
 pub use server::{ClientRecord, ClientsFile, MAX_TOMBSTONES, RevokedRecord, ServerStore};
 
 use std::path::PathBuf;

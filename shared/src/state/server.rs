@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::fsio::{
+use crate::fsio::{
     StateError, StateLock, ensure_private_dir, read_json, read_private, write_atomic, write_json,
 };
 use crate::identity::{Identity, PeerId};

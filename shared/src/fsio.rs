@@ -1,5 +1,6 @@
-//! Low-level file handling shared by both sides' state: atomic writes, private permissions,
-//! JSON loading with errors that name the file, and an exclusive lock on a state folder.
+//! Low-level file handling for everything either side keeps on disk (state files and
+//! identities): atomic writes, private permissions, JSON loading with errors that name the
+//! file, and an exclusive lock on a state folder. A leaf: it knows no state file or identity.
 //!
 //! Owns the checks that keep other users out, the way ssh's `StrictModes` does: a state folder
 //! must belong to the effective user and not be writable by group or others, and nothing is
