@@ -4,17 +4,20 @@
 //! (typed by a person) and render results; they never touch the wire.
 
 pub mod limits;
+mod link;
 mod pair;
 mod reconnect;
 mod session;
+pub mod target;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use crate::dialer::{Conn, DialError, DialOptions, Dialer, ProbeResult};
+pub use link::{Link, LinkEvent, LinkHandle, LinkOptions, backoff};
 pub use pair::{Challenge, Pairing};
 pub use reconnect::{HEAD_START, Reached};
-pub use session::{NOTICE_QUEUE, Session, SessionEvent};
+pub use session::{NOTICE_QUEUE, Session, SessionEvent, SessionHandle, SessionOptions};
 
 use crate::connection::ConnectionError;
 use crate::identity::{Identity, PeerId};
@@ -38,9 +41,25 @@ pub struct ClientOptions {
     /// Time a task may take to be answered before [`Session::request`] gives up with
     /// [`ClientError::NoReply`] (the session stays open; a late reply is dropped).
     pub request_timeout: Duration,
+    /// A session that has heard nothing from the server for this long sends a `ping`.
+    pub keepalive: Duration,
+    /// A session that has heard nothing at all from the server for this long (no reply, no
+    /// pong) is lost: the server is gone, frozen or unreachable.
+    pub dead_after: Duration,
 }
 
 impl ClientOptions {
+    /// The part of these options a session needs.
+    pub fn session(&self) -> SessionOptions {
+        SessionOptions {
+            request_timeout: self.request_timeout,
+            keepalive: self.keepalive.max(Duration::from_millis(50)),
+            dead_after: self
+                .dead_after
+                .max(self.keepalive + Duration::from_millis(50)),
+        }
+    }
+
     /// The part of these options that opening a connection needs.
     pub fn dial(&self) -> DialOptions {
         DialOptions {
@@ -66,6 +85,8 @@ impl Default for ClientOptions {
             local_ip: None,
             max_auto_wait: limits::MAX_AUTO_WAIT,
             request_timeout: Duration::from_secs(60),
+            keepalive: Duration::from_secs(3),
+            dead_after: Duration::from_secs(8),
         }
     }
 }
@@ -156,6 +177,14 @@ pub enum ClientError {
     /// The session ended.
     #[error("connection closed: {0}")]
     Closed(String),
+    /// A [`Link`] had no session for as long as the caller would wait.
+    #[error("not connected to the server ({reason}); gave up after {:.1} s", waited.as_secs_f64())]
+    NotConnected {
+        /// How long the request waited.
+        waited: Duration,
+        /// Why there was no session (the last loss or failed attempt).
+        reason: String,
+    },
     /// A task got no reply in [`ClientOptions::request_timeout`].
     #[error("the server did not answer {task:?} within {} s", waited.as_secs_f64())]
     NoReply {

@@ -427,7 +427,7 @@ impl Pairing {
             conn,
             server,
             addr,
-            self.options.request_timeout,
+            self.options.session(),
         ))
     }
 }

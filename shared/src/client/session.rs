@@ -1,10 +1,16 @@
-//! An authenticated session: pipelined requests matched by id, and server notices.
+//! An authenticated session: pipelined requests matched by id, server notices, and the
+//! session's own liveness.
 //!
 //! A driver task owns the connection; callers talk to it through channels, so a session can
-//! be shared by reference and used from several tasks at once.
+//! be shared by reference (or by [`SessionHandle`]) and used from several tasks at once.
+//! Silence is not health: when nothing has come from the server for
+//! [`SessionOptions::keepalive`] the driver sends a `ping`, and when nothing at all has come
+//! for [`SessionOptions::dead_after`] the session ends as lost. Every write has the same
+//! limit, so a server that stopped reading cannot hold the driver either.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -16,6 +22,17 @@ use crate::frame::FrameError;
 use crate::message::{ErrorCode, Message, RepairReason};
 use crate::state::PairedServer;
 use crate::tls::ServerTrust;
+
+/// What a session needs to know about time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// How long a request may wait for its answer.
+    pub request_timeout: Duration,
+    /// Send a `ping` after this long without a message from the server.
+    pub keepalive: Duration,
+    /// Lost after this long without any message from the server.
+    pub dead_after: Duration,
+}
 
 /// Notices held for a reader that is behind; more are dropped.
 pub const NOTICE_QUEUE: usize = 256;
@@ -54,12 +71,50 @@ enum Outgoing {
 /// An open, authenticated session with a paired server.
 #[derive(Debug)]
 pub struct Session {
-    tx: mpsc::Sender<Outgoing>,
+    handle: SessionHandle,
     events: mpsc::Receiver<SessionEvent>,
     server: PairedServer,
     addr: SocketAddr,
-    request_timeout: std::time::Duration,
     driver: tokio::task::JoinHandle<()>,
+}
+
+/// A cheap, cloneable way to run requests on a session from any task; requests from every
+/// handle are pipelined on the one connection. Requests fail once the session has ended.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    tx: mpsc::Sender<Outgoing>,
+    request_timeout: Duration,
+}
+
+impl SessionHandle {
+    /// Run `task` with `args` and wait for its result, at most
+    /// [`SessionOptions::request_timeout`]. Sent at most once: a request whose session ends
+    /// before the answer fails, and is never sent again.
+    pub async fn request(&self, task: &str, args: Vec<String>) -> Result<Value, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Outgoing::Request {
+                task: task.to_string(),
+                args,
+                reply,
+            })
+            .await
+            .map_err(|_| ClientError::Closed("session ended".into()))?;
+        // A server that takes the request and never answers must not hold the caller. The
+        // request stays pending in the driver, so a late reply is matched and dropped.
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Err(_) => Err(ClientError::NoReply {
+                task: task.to_string(),
+                waited: self.request_timeout,
+            }),
+            Ok(reply) => reply.map_err(|_| ClientError::Closed("session ended".into()))?,
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 impl Session {
@@ -115,7 +170,7 @@ impl Session {
                     conn,
                     server,
                     addr,
-                    client.options().request_timeout,
+                    client.options().session(),
                 ))
             }
             Message::Error {
@@ -139,20 +194,27 @@ impl Session {
         conn: Conn,
         server: PairedServer,
         addr: SocketAddr,
-        request_timeout: std::time::Duration,
+        options: SessionOptions,
     ) -> Self {
         let (tx, rx) = mpsc::channel(256);
         // Bounded: a server that floods notices loses notices, not our memory.
         let (ev_tx, events) = mpsc::channel(NOTICE_QUEUE);
-        let driver = tokio::spawn(drive(conn, rx, ev_tx));
+        let driver = tokio::spawn(drive(conn, rx, ev_tx, options));
         Self {
-            tx,
+            handle: SessionHandle {
+                tx,
+                request_timeout: options.request_timeout,
+            },
             events,
             server,
             addr,
-            request_timeout,
             driver,
         }
+    }
+
+    /// A handle for running requests from other tasks.
+    pub fn handle(&self) -> SessionHandle {
+        self.handle.clone()
     }
 
     /// The server this session is with (token and addresses as now saved).
@@ -169,24 +231,7 @@ impl Session {
     /// [`super::ClientOptions::request_timeout`]. Requests from several callers are pipelined
     /// on the one connection.
     pub async fn request(&self, task: &str, args: Vec<String>) -> Result<Value, ClientError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Outgoing::Request {
-                task: task.to_string(),
-                args,
-                reply,
-            })
-            .await
-            .map_err(|_| ClientError::Closed("session ended".into()))?;
-        // A server that takes the request and never answers must not hold the caller. The
-        // request stays pending in the driver, so a late reply is matched and dropped.
-        match tokio::time::timeout(self.request_timeout, rx).await {
-            Err(_) => Err(ClientError::NoReply {
-                task: task.to_string(),
-                waited: self.request_timeout,
-            }),
-            Ok(reply) => reply.map_err(|_| ClientError::Closed("session ended".into()))?,
-        }
+        self.handle.request(task, args).await
     }
 
     /// The next notice or the close of the session; `None` once closed and drained.
@@ -198,12 +243,10 @@ impl Session {
     /// [`super::ClientOptions::request_timeout`]), then close the TLS session.
     pub async fn close(self) {
         let Session {
-            tx,
-            mut driver,
-            request_timeout,
-            ..
+            handle, mut driver, ..
         } = self;
-        drop(tx);
+        let request_timeout = handle.request_timeout;
+        drop(handle);
         // A server that never answers a request must not hold the close either.
         if tokio::time::timeout(request_timeout, &mut driver)
             .await
@@ -216,14 +259,15 @@ impl Session {
     /// Ask the server to forget this client, and end the session.
     pub async fn unpair(self) -> Result<(), ClientError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        self.handle
+            .tx
             .send(Outgoing::Unpair { reply })
             .await
             .map_err(|_| ClientError::Closed("session ended".into()))?;
-        match tokio::time::timeout(self.request_timeout, rx).await {
+        match tokio::time::timeout(self.handle.request_timeout, rx).await {
             Err(_) => Err(ClientError::NoReply {
                 task: "unpair".into(),
-                waited: self.request_timeout,
+                waited: self.handle.request_timeout,
             }),
             Ok(reply) => reply.map_err(|_| ClientError::Closed("session ended".into()))?,
         }
@@ -237,17 +281,49 @@ fn closed_error(reason: &str, repair: Option<RepairReason>) -> ClientError {
     }
 }
 
+/// Why [`drive`] stopped writing: the write did not complete in time, or failed.
+fn write_failed(timed_out: bool) -> String {
+    if timed_out {
+        "the server stopped reading (a write did not complete)".into()
+    } else {
+        "write failed".into()
+    }
+}
+
 async fn drive(
     mut conn: Conn,
     mut rx: mpsc::Receiver<Outgoing>,
     events: mpsc::Sender<SessionEvent>,
+    options: SessionOptions,
 ) {
     let mut next_id: u64 = 0;
     let mut pending: HashMap<u64, oneshot::Sender<Result<Value, ClientError>>> = HashMap::new();
     let mut unpair: Option<oneshot::Sender<Result<(), ClientError>>> = None;
     let mut outgoing_open = true;
+    // Liveness: when the server was last heard from, and when we last pinged it.
+    let mut last_heard = tokio::time::Instant::now();
+    let mut last_ping: Option<tokio::time::Instant> = None;
+    let mut tick = tokio::time::interval((options.keepalive / 4).max(Duration::from_millis(25)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let write_limit = options.dead_after;
     let (reason, repair): (String, Option<RepairReason>) = loop {
         tokio::select! {
+            _ = tick.tick() => {
+                let quiet = last_heard.elapsed();
+                if quiet >= options.dead_after {
+                    break (format!("lost: no answer from the server for {:.1} s", quiet.as_secs_f64()), None);
+                }
+                let ping_due = quiet >= options.keepalive
+                    && last_ping.is_none_or(|t| t.elapsed() >= options.keepalive);
+                if ping_due {
+                    last_ping = Some(tokio::time::Instant::now());
+                    match tokio::time::timeout(write_limit, conn.send(&Message::Ping {})).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break (write_failed(false), None),
+                        Err(_) => break (write_failed(true), None),
+                    }
+                }
+            }
             out = rx.recv(), if outgoing_open => match out {
                 None => {
                     // Every handle is gone: finish what is in flight, then close.
@@ -258,7 +334,13 @@ async fn drive(
                 }
                 Some(Outgoing::Request { task, args, reply }) => {
                     next_id += 1;
-                    let sent = conn.feed(&Message::Request { id: next_id, task, args }).await;
+                    let sent = match tokio::time::timeout(write_limit, conn.feed(&Message::Request { id: next_id, task, args })).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            let _ = reply.send(Err(ClientError::Closed(write_failed(true))));
+                            break (write_failed(true), None);
+                        }
+                    };
                     if let Err(e) = sent {
                         // Refused locally (too large): only this request fails.
                         let fatal = !matches!(e, ConnectionError::Frame(FrameError::TooLarge { .. }));
@@ -270,19 +352,25 @@ async fn drive(
                     }
                     pending.insert(next_id, reply);
                     // Batch everything already queued into one flush.
-                    if rx.is_empty() && conn.flush().await.is_err() {
-                        break ("write failed".into(), None);
+                    if rx.is_empty() {
+                        match tokio::time::timeout(write_limit, conn.flush()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break (write_failed(false), None),
+                            Err(_) => break (write_failed(true), None),
+                        }
                     }
                 }
                 Some(Outgoing::Unpair { reply }) => {
-                    if conn.send(&Message::Unpair {}).await.is_err() {
+                    if !matches!(tokio::time::timeout(write_limit, conn.send(&Message::Unpair {})).await, Ok(Ok(()))) {
                         let _ = reply.send(Err(ClientError::Closed("write failed".into())));
                         break ("write failed".into(), None);
                     }
                     unpair = Some(reply);
                 }
             },
-            msg = conn.read::<Message>() => match msg {
+            msg = conn.read::<Message>() => {
+                last_heard = tokio::time::Instant::now();
+                match msg {
                 Ok(Some(Message::Response { id, ok, result, error })) => {
                     // Every id we send stays pending until answered, so any other id is a
                     // server out of step with us: end the session rather than wait on it.
@@ -304,8 +392,10 @@ async fn drive(
                     }
                 }
                 Ok(Some(Message::Ping {})) => {
-                    if conn.send(&Message::Pong {}).await.is_err() {
-                        break ("write failed".into(), None);
+                    match tokio::time::timeout(write_limit, conn.send(&Message::Pong {})).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break (write_failed(false), None),
+                        Err(_) => break (write_failed(true), None),
                     }
                 }
                 Ok(Some(Message::Pong {})) => {}
@@ -331,7 +421,7 @@ async fn drive(
                 Ok(Some(other)) => break (format!("unexpected {} from server", other.kind()), None),
                 Ok(None) => break ("closed by server".into(), None),
                 Err(e) => break (e.to_string(), None),
-            },
+            }},
         }
     };
     for (_, reply) in pending.drain() {
@@ -340,6 +430,7 @@ async fn drive(
     if let Some(reply) = unpair.take() {
         let _ = reply.send(Err(closed_error(&reason, repair)));
     }
-    conn.close().await;
+    // A server that stopped reading must not hold the close either.
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
     let _ = events.send(SessionEvent::Closed { reason, repair }).await;
 }

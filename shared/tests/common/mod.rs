@@ -103,7 +103,12 @@ impl TestServer {
         Self::start_full(dir, config, "127.0.0.1:0".parse().unwrap(), tasks).await
     }
 
-    async fn start_full(dir: &Path, config: ServerConfig, addr: SocketAddr, tasks: Tasks) -> Self {
+    pub async fn start_full(
+        dir: &Path,
+        config: ServerConfig,
+        addr: SocketAddr,
+        tasks: Tasks,
+    ) -> Self {
         // Large enough that no test loses an event to a full channel.
         let (tx, rx) = csc_shared::server::events::channel(1 << 20);
         let server = Server::open(dir, config, tasks, Some(tx)).expect("server opens");
