@@ -12,7 +12,6 @@
 //! `msg` the messages and actions, and `state` the parts of the state.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use crossterm::event::KeyEventKind;
 use csc_shared::discovery::{DiscoveryEvent, Found, ScanProgress, Via};
@@ -34,18 +33,6 @@ pub const CONSOLE_CAPACITY: usize = 1000;
 
 /// Tasks kept in the console history.
 const HISTORY_CAPACITY: usize = 200;
-
-/// First pause before reconnecting; it doubles with each failed attempt.
-pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-
-/// Longest pause between reconnection attempts.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// The pause before reconnection attempt `attempt` (1 for the first).
-pub fn backoff(attempt: u32) -> Duration {
-    let doubled = BACKOFF_FIRST.saturating_mul(1 << attempt.saturating_sub(1).min(16));
-    doubled.min(BACKOFF_MAX)
-}
 
 /// Fixed facts the app starts with.
 #[derive(Debug, Clone)]
@@ -348,7 +335,7 @@ impl App {
                 && !self.needs_repair.contains(&server.server_id)
             {
                 self.overlay = Overlay::None;
-                return self.connect(server, Some(found.addr), false, Some(found.via));
+                return self.connect(server, Some(found.addr), Some(found.via));
             }
             return Vec::new();
         }

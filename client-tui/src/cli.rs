@@ -2,6 +2,7 @@
 //! subcommand the client runs full screen on a terminal, or the headless console otherwise.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use csc_shared::state::CLIENT_STATE_ENV;
@@ -32,6 +33,8 @@ pub struct Cli {
     pub target: Target,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+    #[command(flatten)]
+    pub link: LinkArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -80,6 +83,21 @@ pub struct DiscoveryArgs {
     /// Do not sweep subnets with TCP connects.
     #[arg(long, global = true)]
     pub no_scan: bool,
+}
+
+/// How the client keeps its connection to a paired server alive (the console and `send`).
+#[derive(Debug, Clone, Args)]
+pub struct LinkArgs {
+    /// Send a keep-alive ping after this long without a message from the server.
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "3s", value_name = "DURATION")]
+    pub keepalive: Duration,
+    /// Declare the server lost after this long without any message from it (no reply, no
+    /// pong), and reconnect.
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "8s", value_name = "DURATION")]
+    pub dead_after: Duration,
+    /// How long a task waits for a lost connection to come back before it fails.
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub wait: Duration,
 }
 
 fn parse_subnet(text: &str) -> Result<ipnet::Ipv4Net, String> {

@@ -3,19 +3,22 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use csc_shared::client::limits::wait_in_words;
-use csc_shared::client::{Client, ClientError, Pairing, Reached, Session, SessionEvent};
+use csc_shared::client::{Client, ClientError, Link, LinkEvent, Pairing, Session};
 use csc_shared::discovery::{DiscoveryEvent, Found, discover};
 use csc_shared::message::PairFailure;
 use csc_shared::pairing::Code;
 use csc_shared::state::PairedServer;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 
 use crate::cli::Cli;
-use crate::{Failure, discovery_options, exit, resolve};
+use crate::{Failure, discovery_options, exit, link_options, resolve};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy)]
@@ -165,9 +168,19 @@ fn code_terms(pairing: &Pairing) -> String {
     )
 }
 
-/// Open a session with the paired server `cli` names: `--server` and the saved addresses
-/// first, then discovery filtered on its id.
-async fn connect(client: &Client, cli: &Cli) -> Result<Reached, Failure> {
+/// A link just opened, and how its first session was reached.
+struct Opened {
+    link: Link,
+    server: PairedServer,
+    addr: SocketAddr,
+    via: csc_shared::discovery::Via,
+    elapsed: std::time::Duration,
+}
+
+/// Open a link with the paired server `cli` names: `--server` and the saved addresses
+/// first, then discovery filtered on its id. The first attempt's failure is the command's
+/// (with its exit code); after that the link heals by itself.
+async fn connect(client: &Arc<Client>, cli: &Cli) -> Result<Opened, Failure> {
     let query = cli
         .target
         .server_id
@@ -178,9 +191,17 @@ async fn connect(client: &Client, cli: &Cli) -> Result<Reached, Failure> {
         Some(spec) => Some(resolve(spec, cli.port).await?),
         None => None,
     };
-    Ok(client
+    let reached = client
         .connect_auto(&server, manual, discovery_options(cli))
-        .await?)
+        .await?;
+    let opened = Opened {
+        server: reached.session.server().clone(),
+        addr: reached.session.addr(),
+        via: reached.via,
+        elapsed: reached.elapsed,
+        link: Link::adopt(client.clone(), reached, link_options(cli, manual)),
+    };
+    Ok(opened)
 }
 
 fn render(value: &Value) -> String {
@@ -192,29 +213,30 @@ fn render(value: &Value) -> String {
 
 /// `client-tui send TASK ARGS..`.
 pub async fn send(
-    client: &Client,
+    client: Arc<Client>,
     cli: &Cli,
     task: &str,
     args: Vec<String>,
     out: Output,
 ) -> Result<(), Failure> {
-    let reached = connect(client, cli).await?;
-    let session = reached.session;
+    let opened = connect(&client, cli).await?;
     let t = Instant::now();
-    let result = session.request(task, args).await;
+    // Sent once; a session lost meanwhile fails it, and the link's healing lets a retry of
+    // a lost connection wait up to --wait for the server to be back.
+    let result = opened.link.request(task, args, cli.link.wait).await;
     let rtt_ms = t.elapsed().as_secs_f64() * 1000.0;
     // From process start: what a person waits for.
     let elapsed_ms = crate::process_elapsed().as_secs_f64() * 1000.0;
     let base = json!({
         "task": task,
-        "server_id": session.server().server_id,
-        "addr": session.addr(),
-        "via": reached.via,
-        "connect_ms": round(reached.elapsed.as_secs_f64() * 1000.0),
+        "server_id": opened.server.server_id,
+        "addr": opened.addr,
+        "via": opened.via,
+        "connect_ms": round(opened.elapsed.as_secs_f64() * 1000.0),
         "rtt_ms": round(rtt_ms),
         "elapsed_ms": round(elapsed_ms),
     });
-    session.close().await;
+    opened.link.close().await;
     match result {
         Ok(value) => {
             let mut v = base;
@@ -243,8 +265,65 @@ fn round(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }
 
-/// No subcommand: connect (pairing first if needed) and run tasks typed on stdin.
-pub async fn interactive(client: &Client, cli: &Cli, out: Output) -> Result<(), Failure> {
+/// Say what the link did: on stderr in words, or as a JSON event on stdout.
+fn report_link(event: &LinkEvent, out: Output) {
+    let (text, value) = match event {
+        LinkEvent::Connecting { attempt } => (
+            format!("connecting (attempt {attempt})…"),
+            json!({"event": "connecting", "attempt": attempt}),
+        ),
+        LinkEvent::Connected {
+            server,
+            addr,
+            via,
+            elapsed,
+        } => (
+            format!(
+                "connected to {:?} at {addr}{} in {:.1} ms",
+                server.name,
+                via.map(|v| format!(" via {v}")).unwrap_or_default(),
+                elapsed.as_secs_f64() * 1000.0
+            ),
+            json!({"event": "connected", "server_id": server.server_id, "addr": addr, "via": via, "elapsed_ms": round(elapsed.as_secs_f64() * 1000.0)}),
+        ),
+        LinkEvent::Lost { reason } => (
+            format!("connection lost: {reason}; reconnecting"),
+            json!({"event": "lost", "reason": reason}),
+        ),
+        LinkEvent::Retrying {
+            attempt,
+            wait,
+            error,
+        } => (
+            format!(
+                "reconnect attempt {attempt} failed: {error}; next in {}",
+                wait_in_words(*wait)
+            ),
+            json!({"event": "retrying", "attempt": attempt, "in_ms": wait.as_millis() as u64, "error": error.to_string()}),
+        ),
+        LinkEvent::RepairRequired { reason } => (
+            format!("re-pair required: {}", reason.describe()),
+            json!({"event": "repair_required", "reason": reason}),
+        ),
+        LinkEvent::Notice { text, at_ms } => {
+            out.line(
+                format!("notice: {text}"),
+                json!({"event": "notice", "text": text, "at_ms": at_ms}),
+            );
+            return;
+        }
+    };
+    if out.json {
+        out.line("", value);
+    } else {
+        eprintln!("{text}");
+    }
+}
+
+/// No subcommand: connect (pairing first if needed) and run tasks typed on stdin, each sent
+/// as soon as it is read (pipelined), their answers printed in the order they were typed. The
+/// link heals by itself, and says so; a task typed while it heals waits up to --wait.
+pub async fn interactive(client: Arc<Client>, cli: &Cli, out: Output) -> Result<(), Failure> {
     let query = cli
         .target
         .server_id
@@ -252,65 +331,91 @@ pub async fn interactive(client: &Client, cli: &Cli, out: Output) -> Result<(), 
         .or(cli.target.server_name.as_deref());
     let paired = client.select(query);
     let mut input = Input::stdin();
-    let mut session = match (paired, &cli.target.server) {
+    let mut link = match (paired, &cli.target.server) {
         (Ok(_), _) => {
-            let reached = connect(client, cli).await?;
+            let opened = connect(&client, cli).await?;
             eprintln!(
                 "reached {} via {} in {:.1} ms",
-                reached.session.addr(),
-                reached.via,
-                reached.elapsed.as_secs_f64() * 1000.0
+                opened.addr,
+                opened.via,
+                opened.elapsed.as_secs_f64() * 1000.0
             );
-            reached.session
+            eprintln!(
+                "connected to {:?} (server id {}) at {}; type tasks (ping, echo TEXT, time, info), one per line",
+                opened.server.name,
+                opened.server.server_id.short(),
+                opened.addr
+            );
+            opened.link
         }
         (Err(ClientError::Select(csc_shared::state::SelectError::NonePaired)), spec) => {
             let addr = match spec {
                 Some(spec) => resolve(spec, cli.port).await?,
-                None => choose_server(client, cli, &mut input).await?,
+                None => choose_server(&client, cli, &mut input).await?,
             };
-            pair(client, addr, &mut input, out).await?
+            let session = pair(&client, addr, &mut input, out).await?;
+            let server = session.server().clone();
+            eprintln!(
+                "connected to {:?} (server id {}) at {}; type tasks (ping, echo TEXT, time, info), one per line",
+                server.name,
+                server.server_id.short(),
+                session.addr()
+            );
+            Link::adopt_session(client.clone(), session, link_options(cli, Some(addr)))
         }
         (Err(e), _) => return Err(e.into()),
     };
-    let server = session.server().clone();
-    eprintln!(
-        "connected to {:?} (server id {}) at {}; type tasks (ping, echo TEXT, time, info), one per line",
-        server.name,
-        server.server_id.short(),
-        session.addr()
-    );
+    let wait = cli.link.wait;
+    let handle = link.handle();
+    let mut answers = FuturesOrdered::new();
+    let mut reading = true;
     loop {
         tokio::select! {
-            line = input.ask("> ") => {
+            line = input.ask("> "), if reading => {
                 let Some(line) = line else {
-                    session.close().await;
-                    return Ok(());
+                    reading = false;
+                    continue;
                 };
                 let mut words = line.split_whitespace();
-                let Some(task) = words.next() else { continue };
+                let Some(task) = words.next().map(str::to_string) else { continue };
                 let args: Vec<String> = words.map(str::to_string).collect();
-                let t = Instant::now();
-                match session.request(task, args).await {
-                    Ok(v) => out.line(render(&v), json!({"task": task, "ok": true, "result": v, "rtt_ms": round(t.elapsed().as_secs_f64() * 1000.0)})),
+                let handle = handle.clone();
+                answers.push_back(async move {
+                    let t = Instant::now();
+                    let result = handle.request(&task, args, wait).await;
+                    (task, result, t.elapsed())
+                });
+            }
+            Some((task, result, rtt)) = answers.next(), if !answers.is_empty() => {
+                let rtt_ms = round(rtt.as_secs_f64() * 1000.0);
+                match result {
+                    Ok(v) => out.line(render(&v), json!({"task": task, "ok": true, "result": v, "rtt_ms": rtt_ms})),
                     Err(ClientError::Task { code, message }) => out.line(
                         format!("error ({code}): {message}"),
                         json!({"task": task, "ok": false, "error": {"code": code, "message": message}}),
                     ),
-                    Err(e) => return Err(e.into()),
+                    Err(ClientError::RepairRequired { reason }) => {
+                        return Err(ClientError::RepairRequired { reason }.into());
+                    }
+                    // The connection was lost before the answer, or did not come back in
+                    // time: the task failed, the console goes on.
+                    Err(e) => out.line(
+                        format!("error: {e}"),
+                        json!({"task": task, "ok": false, "error": {"code": "not_delivered", "message": e.to_string()}}),
+                    ),
                 }
             }
-            ev = session.next_event() => match ev {
-                Some(SessionEvent::Notice { text, at_ms }) => {
-                    out.line(format!("notice: {text}"), json!({"event": "notice", "text": text, "at_ms": at_ms}));
+            event = link.next_event() => match event {
+                Some(LinkEvent::RepairRequired { reason }) => {
+                    return Err(ClientError::RepairRequired { reason }.into());
                 }
-                Some(SessionEvent::Closed { reason, repair }) => {
-                    return Err(match repair {
-                        Some(reason) => ClientError::RepairRequired { reason }.into(),
-                        None => Failure::new(exit::UNREACHABLE, format!("connection closed: {reason}")),
-                    });
-                }
+                Some(ev) => report_link(&ev, out),
                 None => return Ok(()),
             },
+        }
+        if !reading && answers.is_empty() {
+            link.close().await;
+            return Ok(());
         }
     }
 }

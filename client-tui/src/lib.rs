@@ -73,7 +73,9 @@ impl From<ClientError> for Failure {
             ClientError::WrongCode { .. } | ClientError::CodeExhausted => exit::WRONG_CODE,
             ClientError::CodeExpired | ClientError::PairingRefused { .. } => exit::PAIRING_REFUSED,
             ClientError::RepairRequired { .. } => exit::REPAIR_REQUIRED,
-            ClientError::Unreachable { .. } | ClientError::NotOurServer { .. } => exit::UNREACHABLE,
+            ClientError::Unreachable { .. }
+            | ClientError::NotOurServer { .. }
+            | ClientError::NotConnected { .. } => exit::UNREACHABLE,
             ClientError::IdentityMismatch { .. } => exit::IDENTITY_MISMATCH,
             ClientError::Task { .. } => exit::TASK_FAILED,
             ClientError::Select(_) => exit::USAGE,
@@ -149,36 +151,36 @@ pub fn discovery_options(cli: &Cli) -> Option<csc_shared::discovery::DiscoveryOp
 
 /// Resolve `HOST`, `HOST:PORT`, `IP`, `IP:PORT` or `[IPv6]:PORT`.
 pub async fn resolve(spec: &str, default_port: u16) -> Result<SocketAddr, Failure> {
-    if let Ok(addr) = spec.parse::<SocketAddr>() {
-        return Ok(addr);
+    Ok(csc_shared::client::target::resolve(spec, default_port).await?)
+}
+
+/// The engine's options from the command line.
+fn client_options(cli: &Cli) -> ClientOptions {
+    ClientOptions {
+        keepalive: cli.link.keepalive,
+        dead_after: cli.link.dead_after,
+        ..ClientOptions::default()
     }
-    if let Ok(ip) = spec
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse::<std::net::IpAddr>()
-    {
-        return Ok(SocketAddr::new(ip, default_port));
+}
+
+/// How the link heals, from the command line: `manual` first, then the saved addresses and
+/// discovery.
+pub(crate) fn link_options(
+    cli: &Cli,
+    manual: Option<SocketAddr>,
+) -> csc_shared::client::LinkOptions {
+    csc_shared::client::LinkOptions {
+        discovery: discovery_options(cli),
+        manual,
+        ..csc_shared::client::LinkOptions::default()
     }
-    let with_port = if spec.contains(':') {
-        spec.to_string()
-    } else {
-        format!("{spec}:{default_port}")
-    };
-    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host(&with_port)
-        .await
-        .map_err(|e| Failure::new(exit::UNREACHABLE, format!("cannot resolve {spec:?}: {e}")))?
-        .collect();
-    addrs.sort_by_key(|a| !a.is_ipv4());
-    addrs
-        .into_iter()
-        .next()
-        .ok_or_else(|| Failure::new(exit::UNREACHABLE, format!("{spec:?} has no address")))
 }
 
 /// Run a subcommand, or the default session flow.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let dir = state_dir(&cli)?;
     let name = cli.name.clone().unwrap_or_else(csc_shared::host_name);
-    let client = Client::open(&dir, &name, ClientOptions::default())?;
+    let client = Client::open(&dir, &name, client_options(&cli))?;
     let out = headless::Output { json: cli.json };
     match &cli.command {
         Some(Command::Servers) => headless::servers(&client, out),
@@ -195,11 +197,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Some(Command::Send { task, args }) => {
-            headless::send(&client, &cli, task, args.clone(), out).await
+            headless::send(std::sync::Arc::new(client), &cli, task, args.clone(), out).await
         }
         None if wants_tui(&cli) => {
             tui::run(client, &cli, tui_kit::terminal::wants_color(cli.no_color)).await
         }
-        None => headless::interactive(&client, &cli, out).await,
+        None => headless::interactive(std::sync::Arc::new(client), &cli, out).await,
     }
 }

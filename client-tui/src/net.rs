@@ -1,26 +1,24 @@
-//! Network work, in tokio tasks: discovery, asking one address who it is, pairing and
-//! sessions. Every task reports over the app's channel as typed [`Msg`]s, tagged with the
-//! search or link id the app gave it.
+//! Network work, in tokio tasks: discovery, asking one address who it is, pairing and the
+//! link to a paired server. Every task reports over the app's channel as typed [`Msg`]s,
+//! tagged with the search or link id the app gave it.
 //!
-//! Owns: the engine objects (`Discovery`, `Pairing`, `Session`), at most one search and one
-//! pairing-or-session at a time. It must not decide anything: the app asks through
-//! [`Action`]s, and what happened goes back to `App::update`.
+//! Owns: the engine objects (`Discovery`, `Pairing`, `Link`), at most one search and one
+//! pairing-or-link at a time. It must not decide anything: the app asks through
+//! [`Action`]s, and what happened goes back to `App::update`. Keeping a session alive and
+//! healing it is the engine's `Link`; this module only passes its events on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use csc_shared::client::{Client, ClientError, Pairing, Session, SessionEvent};
-use csc_shared::discovery::{DiscoveryEvent, DiscoveryOptions, Found, Via, discover};
+use csc_shared::client::{Client, ClientError, Link, LinkEvent as Linked, LinkOptions, Pairing};
+use csc_shared::discovery::{DiscoveryEvent, DiscoveryOptions, Via, discover};
 use csc_shared::pairing::Code;
 use csc_shared::state::PairedServer;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::app::{Action, Challenge, Level, LinkEvent, Msg, Rejection};
-
-/// How long a probe of a single address may take to connect.
-const PROBE_CONNECT: Duration = Duration::from_secs(3);
 
 /// How long a replaced pairing or session gets to close cleanly before it is cut.
 const GRACE: Duration = Duration::from_secs(2);
@@ -36,7 +34,7 @@ enum LinkCmd {
     },
 }
 
-struct Link {
+struct Task {
     id: u64,
     cmds: mpsc::UnboundedSender<LinkCmd>,
     task: JoinHandle<()>,
@@ -47,24 +45,29 @@ pub struct Net {
     client: Arc<Client>,
     discovery: Option<DiscoveryOptions>,
     port: u16,
+    /// How long a task typed while the link heals waits for it.
+    wait: Duration,
     tx: mpsc::UnboundedSender<Msg>,
     search: Vec<JoinHandle<()>>,
-    link: Option<Link>,
+    link: Option<Task>,
 }
 
 impl Net {
     /// Work for `client`, searching with `discovery` (`None`: every method is off), using
-    /// `port` for addresses without one, reporting on `tx`.
+    /// `port` for addresses without one, letting a task typed while the link heals wait
+    /// `wait`, reporting on `tx`.
     pub fn new(
         client: Arc<Client>,
         discovery: Option<DiscoveryOptions>,
         port: u16,
+        wait: Duration,
         tx: mpsc::UnboundedSender<Msg>,
     ) -> Self {
         Self {
             client,
             discovery,
             port,
+            wait,
             tx,
             search: Vec::new(),
             link: None,
@@ -104,22 +107,19 @@ impl Net {
             }
             Action::Pair { link, addr } => {
                 let client = self.client.clone();
-                self.open_link(link, |out, cmds| pair(client, addr, out, cmds));
+                let options = self.link_options(None);
+                let wait = self.wait;
+                self.open_link(link, move |out, cmds| {
+                    pair(client, addr, options, wait, out, cmds)
+                });
             }
-            Action::Connect {
-                link,
-                server,
-                addr,
-                discover,
-            } => {
+            Action::Connect { link, server, addr } => {
                 let client = self.client.clone();
-                let discovery = if discover {
-                    self.discovery.clone()
-                } else {
-                    None
-                };
-                self.open_link(link, |out, cmds| {
-                    connect(client, server, addr, discovery, out, cmds)
+                let options = self.link_options(addr);
+                let wait = self.wait;
+                self.open_link(link, move |out, cmds| {
+                    let link = Link::start(client, server, options);
+                    serve(link, wait, out, cmds)
                 });
             }
             Action::Submit { link, code } => match Code::parse(&code) {
@@ -165,6 +165,14 @@ impl Net {
         }
     }
 
+    fn link_options(&self, manual: Option<SocketAddr>) -> LinkOptions {
+        LinkOptions {
+            discovery: self.discovery.clone(),
+            manual,
+            ..LinkOptions::default()
+        }
+    }
+
     fn report(&self, link: u64, event: LinkEvent) {
         let _ = self.tx.send(Msg::Link { link, event });
     }
@@ -204,7 +212,7 @@ impl Net {
             tx: self.tx.clone(),
         };
         let task = tokio::spawn(task(out, rx));
-        self.link = Some(Link {
+        self.link = Some(Task {
             id: link,
             cmds,
             task,
@@ -212,7 +220,7 @@ impl Net {
     }
 
     fn hangup(&mut self) {
-        if let Some(Link { cmds, mut task, .. }) = self.link.take() {
+        if let Some(Task { cmds, mut task, .. }) = self.link.take() {
             drop(cmds);
             tokio::spawn(async move {
                 if tokio::time::timeout(GRACE, &mut task).await.is_err() {
@@ -227,7 +235,7 @@ impl Net {
         for task in self.search.drain(..) {
             task.abort();
         }
-        if let Some(Link { cmds, mut task, .. }) = self.link.take() {
+        if let Some(Task { cmds, mut task, .. }) = self.link.take() {
             drop(cmds);
             if tokio::time::timeout(Duration::from_millis(500), &mut task)
                 .await
@@ -251,6 +259,7 @@ impl Drop for Net {
 }
 
 /// Sends one link's events to the app.
+#[derive(Clone)]
 struct Reporter {
     link: u64,
     tx: mpsc::UnboundedSender<Msg>,
@@ -275,31 +284,15 @@ async fn probe(
     scan: u64,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
-    let started = Instant::now();
-    let dialer = client.dialer();
-    let result: Result<Found, String> = async {
-        let addr = crate::resolve(&spec, port).await.map_err(|f| f.message)?;
-        let tcp = dialer
-            .connect_tcp(addr, PROBE_CONNECT)
-            .await
-            .map_err(|e| e.to_string())?;
-        let who = dialer.probe(tcp, addr).await.map_err(|e| e.to_string())?;
-        Ok(Found {
-            addr,
-            server_id: who.server_id,
-            name: who.name,
-            via,
-            verified: true,
-            elapsed: started.elapsed(),
-        })
-    }
-    .await;
-    let msg = match result {
+    let msg = match csc_shared::client::target::probe(&client, &spec, port, via).await {
         Ok(found) => Msg::Scan {
             scan,
             event: DiscoveryEvent::Found(found),
         },
-        Err(error) if via == Via::Manual => Msg::ProbeFailed { spec, error },
+        Err(error) if via == Via::Manual => Msg::ProbeFailed {
+            spec,
+            error: error.to_string(),
+        },
         Err(_) => return,
     };
     let _ = tx.send(msg);
@@ -346,6 +339,8 @@ fn challenge(pairing: &Pairing) -> Challenge {
 async fn pair(
     client: Arc<Client>,
     addr: SocketAddr,
+    options: LinkOptions,
+    wait: Duration,
     out: Reporter,
     mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
 ) {
@@ -406,7 +401,9 @@ async fn pair(
                 via: None,
                 elapsed: Duration::ZERO,
             });
-            serve(session, out, cmds).await;
+            // The session on the pairing connection carries on as a link that heals.
+            let link = Link::adopt_session(client, session, options);
+            serve(link, wait, out, cmds).await;
         }
         Err(e) => out.send(LinkEvent::ConnectFailed {
             error: e.to_string(),
@@ -415,72 +412,59 @@ async fn pair(
     }
 }
 
-/// Open a session with a paired server (the given address and the saved ones first, then a
-/// search when `discovery` is set), then serve it.
-async fn connect(
-    client: Arc<Client>,
-    server: PairedServer,
-    addr: Option<SocketAddr>,
-    discovery: Option<DiscoveryOptions>,
+/// Run the tasks the app sends over `link`, each as soon as it is typed (pipelined), and pass
+/// on what the link reports, until the app hangs up or the link stops.
+async fn serve(
+    mut link: Link,
+    wait: Duration,
     out: Reporter,
-    cmds: mpsc::UnboundedReceiver<LinkCmd>,
+    mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
 ) {
-    match client.connect_auto(&server, addr, discovery).await {
-        Ok(reached) => {
-            out.send(LinkEvent::Connected {
-                server: reached.session.server().clone(),
-                addr: reached.session.addr(),
-                via: Some(reached.via),
-                elapsed: reached.elapsed,
-            });
-            serve(reached.session, out, cmds).await;
-        }
-        Err(e) => {
-            let repair = match &e {
-                ClientError::RepairRequired { reason } => Some(*reason),
-                _ => None,
-            };
-            out.send(LinkEvent::ConnectFailed {
-                error: e.to_string(),
-                repair,
-            });
-        }
-    }
-}
-
-/// Run tasks the app sends and pass on what the server pushes, until either side ends it.
-/// Tasks run one at a time; a notice that arrives meanwhile waits for the reply.
-async fn serve(mut session: Session, out: Reporter, mut cmds: mpsc::UnboundedReceiver<LinkCmd>) {
+    // The session handed over after pairing was reported already.
+    let mut skip_first_connected = false;
     loop {
         tokio::select! {
             cmd = cmds.recv() => match cmd {
                 None => {
-                    session.close().await;
+                    link.close().await;
                     return;
                 }
                 Some(LinkCmd::Run { id, task, args }) => {
-                    let started = Instant::now();
-                    let result = session.request(&task, args).await;
-                    let rtt = started.elapsed();
-                    let result = result.map_err(|e| match e {
-                        ClientError::Task { code, message } => format!("error ({code}): {message}"),
-                        other => format!("error: {other}"),
+                    let (handle, out) = (link.handle(), out.clone());
+                    tokio::spawn(async move {
+                        let started = Instant::now();
+                        let result = handle.request(&task, args, wait).await;
+                        let rtt = started.elapsed();
+                        let result = result.map_err(|e| match e {
+                            ClientError::Task { code, message } => format!("error ({code}): {message}"),
+                            other => format!("error: {other}"),
+                        });
+                        out.send(LinkEvent::Reply { id, result, rtt });
                     });
-                    out.send(LinkEvent::Reply { id, result, rtt });
                 }
                 Some(LinkCmd::Submit(_) | LinkCmd::NewCode) => {}
             },
-            event = session.next_event() => match event {
-                Some(SessionEvent::Notice { text, .. }) => out.send(LinkEvent::Notice { text }),
-                Some(SessionEvent::Closed { reason, repair }) => {
-                    out.send(LinkEvent::Closed { reason, repair });
-                    return;
-                }
-                None => {
-                    out.send(LinkEvent::Closed { reason: "session ended".into(), repair: None });
-                    return;
-                }
-            },
+            event = link.next_event() => {
+                let Some(event) = event else { return };
+                let event = match event {
+                    Linked::Connecting { attempt } => LinkEvent::Connecting { attempt },
+                    Linked::Connected { server, addr, via, elapsed } => {
+                        if std::mem::take(&mut skip_first_connected) {
+                            continue;
+                        }
+                        LinkEvent::Connected { server, addr, via, elapsed }
+                    }
+                    Linked::Lost { reason } => LinkEvent::Lost { reason },
+                    Linked::Retrying { attempt, wait, error } => LinkEvent::Retrying {
+                        attempt,
+                        wait,
+                        error: error.to_string(),
+                    },
+                    Linked::RepairRequired { reason } => LinkEvent::RepairRequired { reason },
+                    Linked::Notice { text, .. } => LinkEvent::Notice { text },
+                };
+                out.send(event);
+            }
         }
     }
 }

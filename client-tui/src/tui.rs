@@ -53,7 +53,7 @@ pub async fn run(client: Client, cli: &Cli, color: bool) -> Result<(), Failure> 
         size,
         paired,
     );
-    let mut net = Net::new(client, options, cli.port, tx);
+    let mut net = Net::new(client, options, cli.port, cli.link.wait, tx);
     let mut events = Events::new(rx);
     for action in app.start() {
         net.perform(action);

@@ -42,12 +42,7 @@ fn settle(last: &mut Option<std::time::Instant>) {
 impl Server {
     /// A server process inside a lab host; stopped on drop (before the lab goes).
     fn start(lab: &Lab, host: usize, dir: &Path, name: &str, extra: &[&str]) -> Server {
-        let mut cmd = lab.cmd(host, server_bin().to_str().unwrap());
-        cmd.args(["--json", "--name", name])
-            .args(extra)
-            .arg("--state-dir")
-            .arg(dir);
-        Server::spawn(cmd)
+        Server::spawn(lab.server_cmd(host, &server_bin(), dir, name, extra))
     }
 }
 

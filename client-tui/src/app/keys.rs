@@ -96,7 +96,7 @@ impl App {
                 self.declined.remove(&host.server_id);
                 return match self.paired_record(&host.server_id).cloned() {
                     Some(server) if !self.needs_repair.contains(&host.server_id) => {
-                        self.connect(server, Some(host.addr), false, Some(host.via))
+                        self.connect(server, Some(host.addr), Some(host.via))
                     }
                     _ => self.begin_pairing(&host),
                 };
@@ -126,7 +126,7 @@ impl App {
             Some(Command::Confirm) => {
                 if let Some(server) = self.paired.get(self.paired_selected).cloned() {
                     self.declined.remove(&server.server_id);
-                    return self.connect(server, None, true, None);
+                    return self.connect(server, None, None);
                 }
             }
             _ => {}
@@ -231,14 +231,14 @@ impl App {
                 push_entry(conn, EntryKind::Command, format!("> {line}"), None, unix);
                 conn.scroll = 0;
                 if !matches!(conn.state, LinkState::Connected { .. }) {
+                    // Sent as soon as the link is back, or failed when it is not in time.
                     push_entry(
                         conn,
-                        EntryKind::Error,
-                        "not connected: the task was not sent".into(),
+                        EntryKind::Info,
+                        "not connected: the task waits for the connection".into(),
                         None,
                         unix,
                     );
-                    return Vec::new();
                 }
                 let mut words = line.split_whitespace().map(str::to_string);
                 let task = words.next().unwrap_or_default();

@@ -60,7 +60,6 @@ impl App {
         &mut self,
         server: PairedServer,
         addr: Option<SocketAddr>,
-        discover: bool,
         via: Option<Via>,
     ) -> Vec<Action> {
         let link = self.new_link();
@@ -79,12 +78,7 @@ impl App {
         self.conn = Some(conn);
         self.screen = Screen::Console;
         self.status = None;
-        vec![Action::Connect {
-            link,
-            server,
-            addr,
-            discover,
-        }]
+        vec![Action::Connect { link, server, addr }]
     }
 
     pub(super) fn on_tick(&mut self, clock: Clock) -> Vec<Action> {
@@ -97,21 +91,8 @@ impl App {
             pair.phase = PairPhase::Expired;
             pair.error = Some(Rejection::Expired.text());
         }
-        if let Some(conn) = self.conn.as_mut()
-            && let LinkState::Waiting { attempt, at, .. } = conn.state
-            && clock.instant >= at
-        {
-            let link = self.next_link + 1;
-            self.next_link = link;
-            conn.link = link;
-            conn.state = LinkState::Connecting { attempt };
-            return vec![Action::Connect {
-                link,
-                server: conn.server.clone(),
-                addr: conn.addr,
-                discover: true,
-            }];
-        }
+        // Reconnecting is the link's job (`csc_shared::client::Link`); the console only
+        // counts down to the attempt it announced.
         Vec::new()
     }
 
@@ -282,28 +263,52 @@ impl App {
                 self.upsert_paired(server);
                 Vec::new()
             }
-            LinkEvent::ConnectFailed { error, repair } => {
-                if let Some(reason) = repair {
-                    return self.repair_required(reason);
-                }
+            LinkEvent::Connecting { attempt } => {
+                conn.state = LinkState::Connecting {
+                    attempt: if conn.ever_connected { attempt } else { 0 },
+                };
+                Vec::new()
+            }
+            LinkEvent::Retrying {
+                attempt,
+                wait,
+                error,
+            } => {
                 if !conn.ever_connected {
+                    // The person chose this server just now: say why it did not answer
+                    // rather than keep them waiting.
                     let name = conn.server.name.clone();
                     self.conn = None;
                     self.screen = Screen::Scan;
                     self.set_status(Level::Error, format!("cannot connect to {name}: {error}"));
                     return vec![Action::Hangup];
                 }
-                let attempt = match conn.state {
-                    LinkState::Connecting { attempt } => attempt + 1,
-                    _ => 1,
+                push_entry(
+                    conn,
+                    EntryKind::Error,
+                    format!("reconnect failed: {error}"),
+                    None,
+                    clock.unix,
+                );
+                push_entry(
+                    conn,
+                    EntryKind::Info,
+                    format!(
+                        "reconnecting in {} s (attempt {})",
+                        wait.as_secs_f64().ceil().max(1.0),
+                        attempt + 1
+                    ),
+                    None,
+                    clock.unix,
+                );
+                conn.state = LinkState::Waiting {
+                    attempt: attempt + 1,
+                    at: clock.instant + wait,
+                    reason: error,
                 };
-                schedule_retry(conn, attempt, error, clock);
                 Vec::new()
             }
-            LinkEvent::Closed { reason, repair } => {
-                if let Some(r) = repair {
-                    return self.repair_required(r);
-                }
+            LinkEvent::Lost { reason } => {
                 push_entry(
                     conn,
                     EntryKind::Error,
@@ -311,8 +316,19 @@ impl App {
                     None,
                     clock.unix,
                 );
-                schedule_retry(conn, 1, reason, clock);
+                conn.state = LinkState::Connecting { attempt: 1 };
                 Vec::new()
+            }
+            LinkEvent::RepairRequired { reason } => self.repair_required(reason),
+            LinkEvent::ConnectFailed { error, repair } => {
+                if let Some(reason) = repair {
+                    return self.repair_required(reason);
+                }
+                let name = conn.server.name.clone();
+                self.conn = None;
+                self.screen = Screen::Scan;
+                self.set_status(Level::Error, format!("cannot connect to {name}: {error}"));
+                vec![Action::Hangup]
             }
             LinkEvent::Reply { id, result, rtt } => {
                 push_reply(conn, id, result, rtt, clock.unix);
@@ -369,34 +385,6 @@ impl App {
             None => self.paired.push(server),
         }
     }
-}
-
-pub(super) fn schedule_retry(conn: &mut ConnState, attempt: u32, reason: String, clock: Clock) {
-    let wait = backoff(attempt);
-    if attempt > 1 {
-        push_entry(
-            conn,
-            EntryKind::Error,
-            format!("reconnect failed: {reason}"),
-            None,
-            clock.unix,
-        );
-    }
-    push_entry(
-        conn,
-        EntryKind::Info,
-        format!(
-            "reconnecting in {} s (attempt {attempt})",
-            wait.as_secs().max(1)
-        ),
-        None,
-        clock.unix,
-    );
-    conn.state = LinkState::Waiting {
-        attempt,
-        at: clock.instant + wait,
-        reason,
-    };
 }
 
 pub(super) fn push_entry(

@@ -159,12 +159,36 @@ pub enum LinkEvent {
         /// Time the connection took.
         elapsed: Duration,
     },
-    /// No session could be opened.
+    /// The session right after pairing could not be started.
     ConnectFailed {
         /// Why, for people.
         error: String,
         /// Set when the client must pair again.
         repair: Option<RepairReason>,
+    },
+    /// The link is opening a session (attempt 1 after a start or a loss).
+    Connecting {
+        /// The attempt's number.
+        attempt: u32,
+    },
+    /// The link's session was lost; the link is already trying again.
+    Lost {
+        /// Why, for people.
+        reason: String,
+    },
+    /// An attempt failed; the link tries again after `wait`.
+    Retrying {
+        /// The attempt that failed.
+        attempt: u32,
+        /// Until the next.
+        wait: Duration,
+        /// Why, for people.
+        error: String,
+    },
+    /// The server no longer accepts this pairing; the link has stopped.
+    RepairRequired {
+        /// Why.
+        reason: RepairReason,
     },
     /// The answer to a task.
     Reply {
@@ -179,13 +203,6 @@ pub enum LinkEvent {
     Notice {
         /// Its text.
         text: String,
-    },
-    /// The session ended.
-    Closed {
-        /// Why, for people.
-        reason: String,
-        /// Set when the client must pair again.
-        repair: Option<RepairReason>,
     },
 }
 
@@ -234,10 +251,10 @@ pub enum Action {
         link: u64,
         /// The saved pairing.
         server: PairedServer,
-        /// An address to try first (the one just found).
+        /// An address to try first (the one just found); the saved ones and a search
+        /// filtered on its id follow when it does not answer, then and whenever the link
+        /// heals.
         addr: Option<SocketAddr>,
-        /// Search for it when its known addresses do not answer.
-        discover: bool,
     },
     /// Run a task on the open session.
     Run {

@@ -208,17 +208,9 @@ fn a_paired_server_found_is_connected_to_at_once() {
     moved.addr = "192.168.7.7:47474".parse().unwrap();
     let actions = app.update(scan_msg(&app, DiscoveryEvent::Found(moved.clone())));
     match actions.as_slice() {
-        [
-            Action::Connect {
-                server,
-                addr,
-                discover,
-                ..
-            },
-        ] => {
+        [Action::Connect { server, addr, .. }] => {
             assert_eq!(server.server_id, peer(1));
             assert_eq!(*addr, Some(moved.addr));
-            assert!(!discover);
         }
         other => panic!("expected a connection, got {other:?}"),
     }
@@ -588,84 +580,71 @@ fn the_console_runs_tasks_keeps_history_and_shows_notices() {
 }
 
 #[test]
-fn a_lost_connection_reconnects_with_growing_pauses() {
+fn the_console_shows_what_the_link_reports_and_never_reconnects_by_itself() {
     let (mut app, start) = app_with(80, 24, true, vec![paired("front-desk", 1)]);
     let l = connected(&mut app, "front-desk", 1);
     app.update(link(
         l,
-        LinkEvent::Closed {
-            reason: "closed by server".into(),
-            repair: None,
+        LinkEvent::Lost {
+            reason: "lost: no answer from the server for 8.0 s".into(),
         },
     ));
-    let conn = app.conn.as_ref().unwrap();
-    assert_eq!(
-        conn.state,
-        LinkState::Waiting {
-            attempt: 1,
-            at: clock_at(start, 1000).instant,
-            reason: "closed by server".into()
-        }
-    );
-    assert!(
-        console_texts(&app)
-            .iter()
-            .any(|t| t == "connection lost: closed by server")
-    );
-    // A task typed meanwhile is not sent.
-    type_text(&mut app, "ping");
-    assert!(app.update(key(KeyCode::Enter)).is_empty());
-    assert!(
-        console_texts(&app)
-            .last()
-            .unwrap()
-            .starts_with("not connected")
-    );
-
-    assert!(app.update(Msg::Tick(clock_at(start, 500))).is_empty());
-    let first = match app.update(Msg::Tick(clock_at(start, 1000))).as_slice() {
-        [Action::Connect { link, discover, .. }] => {
-            assert!(
-                *discover,
-                "a reconnection searches when the address changed"
-            );
-            *link
-        }
-        other => panic!("{other:?}"),
-    };
-    assert_ne!(first, l);
     assert_eq!(
         app.conn.as_ref().unwrap().state,
         LinkState::Connecting { attempt: 1 }
     );
-    // Still down: twice the pause.
+    assert!(
+        console_texts(&app)
+            .iter()
+            .any(|t| t == "connection lost: lost: no answer from the server for 8.0 s")
+    );
+    // A task typed meanwhile goes to the link, which holds it until it is back (or its
+    // deadline passes): it is not refused here.
+    type_text(&mut app, "ping");
+    assert!(matches!(
+        app.update(key(KeyCode::Enter)).as_slice(),
+        [Action::Run { task, .. }] if task == "ping"
+    ));
+    assert!(
+        console_texts(&app)
+            .last()
+            .unwrap()
+            .starts_with("not connected: the task waits")
+    );
+    // A failed attempt: the countdown the link announced, nothing more.
     app.update(link(
-        first,
-        LinkEvent::ConnectFailed {
+        l,
+        LinkEvent::Retrying {
+            attempt: 1,
+            wait: Duration::from_millis(1200),
             error: "server unreachable".into(),
-            repair: None,
         },
     ));
     assert_eq!(
         app.conn.as_ref().unwrap().state,
         LinkState::Waiting {
             attempt: 2,
-            at: clock_at(start, 3000).instant,
+            at: clock_at(start, 1200).instant,
             reason: "server unreachable".into()
         }
     );
-    assert!(app.update(Msg::Tick(clock_at(start, 2500))).is_empty());
-    let second = match app.update(Msg::Tick(clock_at(start, 3000))).as_slice() {
-        [Action::Connect { link, .. }] => *link,
-        other => panic!("{other:?}"),
-    };
-    // News from the first attempt is stale now.
-    app.update(link_msg_connected(first, "front-desk", 1));
+    assert!(
+        console_texts(&app)
+            .iter()
+            .any(|t| t == "reconnecting in 2 s (attempt 2)"),
+        "{:?}",
+        console_texts(&app)
+    );
+    // The app never starts a connection on its own when the countdown ends.
+    for ms in [1000, 1200, 5000, 60_000] {
+        assert!(app.update(Msg::Tick(clock_at(start, ms))).is_empty());
+    }
+    app.update(link(l, LinkEvent::Connecting { attempt: 2 }));
     assert_eq!(
         app.conn.as_ref().unwrap().state,
         LinkState::Connecting { attempt: 2 }
     );
-    app.update(link_msg_connected(second, "front-desk", 1));
+    app.update(link_msg_connected(l, "front-desk", 1));
     assert!(matches!(
         app.conn.as_ref().unwrap().state,
         LinkState::Connected { .. }
@@ -677,9 +656,6 @@ fn a_lost_connection_reconnects_with_growing_pauses() {
         "{:?}",
         console_texts(&app)
     );
-    assert_eq!(backoff(1), Duration::from_secs(1));
-    assert_eq!(backoff(3), Duration::from_secs(4));
-    assert_eq!(backoff(40), BACKOFF_MAX);
 }
 
 #[test]
@@ -688,9 +664,8 @@ fn a_revoked_pairing_goes_back_to_the_scan_to_pair_again() {
     let l = connected(&mut app, "front-desk", 1);
     let actions = app.update(link(
         l,
-        LinkEvent::Closed {
-            reason: "revoked".into(),
-            repair: Some(RepairReason::Revoked),
+        LinkEvent::RepairRequired {
+            reason: RepairReason::Revoked,
         },
     ));
     assert_eq!(actions, vec![Action::Hangup]);
@@ -725,13 +700,16 @@ fn a_first_connection_that_fails_goes_back_with_the_reason() {
     let Some(Action::Connect { link: l, .. }) = actions.first().cloned() else {
         panic!("{actions:?}");
     };
-    app.update(link(
+    app.update(link(l, LinkEvent::Connecting { attempt: 1 }));
+    let actions = app.update(link(
         l,
-        LinkEvent::ConnectFailed {
+        LinkEvent::Retrying {
+            attempt: 1,
+            wait: Duration::from_secs(1),
             error: "the server at 192.168.1.1:47474 presented identity 0000-0000".into(),
-            repair: None,
         },
     ));
+    assert_eq!(actions, vec![Action::Hangup]);
     assert_eq!(app.screen, Screen::Scan);
     assert!(
         app.status

@@ -430,7 +430,7 @@ fn console_at_40x12_keeps_the_newest_lines() {
 
 #[test]
 fn the_console_shows_the_reconnection_countdown() {
-    let (mut app, start) = app_with(80, 24, true, vec![paired("front-desk", 1)]);
+    let (mut app, _) = app_with(80, 24, true, vec![paired("front-desk", 1)]);
     let actions = app.update(scan_msg(
         &app,
         DiscoveryEvent::Found(found("front-desk", 1, Via::Scan)),
@@ -451,28 +451,35 @@ fn the_console_shows_the_reconnection_countdown() {
     ));
     app.update(link(
         l,
-        LinkEvent::Closed {
+        LinkEvent::Lost {
             reason: "closed by server".into(),
-            repair: None,
+        },
+    ));
+    let screen = text(&render(&app));
+    assert!(screen.contains("reconnecting… (attempt 1)"), "{screen}");
+    app.update(link(
+        l,
+        LinkEvent::Retrying {
+            attempt: 1,
+            wait: Duration::from_secs(1),
+            error: "server unreachable".into(),
         },
     ));
     let lines = lines(&render(&app));
     assert!(
-        row_with(&lines, "front-desk 01A5").contains("○ lost: retry in 1 s (attempt 1)"),
+        row_with(&lines, "front-desk 01A5").contains("○ lost: retry in 1 s (attempt 2)"),
         "{}",
         lines.join("\n")
     );
     row_with(&lines, "connection lost: closed by server");
-    row_with(&lines, "reconnecting in 1 s (attempt 1)");
-    app.update(Msg::Tick(clock_at(start, 1000)));
-    let screen = text(&render(&app));
-    assert!(screen.contains("reconnecting… (attempt 1)"), "{screen}");
+    row_with(&lines, "reconnecting in 1 s (attempt 2)");
     app.size = (40, 12);
     app.update(link(
-        app.conn.as_ref().unwrap().link,
-        LinkEvent::ConnectFailed {
+        l,
+        LinkEvent::Retrying {
+            attempt: 2,
+            wait: Duration::from_secs(2),
             error: "unreachable".into(),
-            repair: None,
         },
     ));
     let screen = text(&render(&app));

@@ -64,6 +64,11 @@ impl ServerProcess {
         s
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.listening["port"].as_u64().expect("listening.port") as u16

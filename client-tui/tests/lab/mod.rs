@@ -298,3 +298,23 @@ impl Drop for Lab {
         let _ = ip(&["netns", "del", &self.switch()]);
     }
 }
+
+impl Lab {
+    /// `server-tui --json --name NAME [EXTRA] --state-dir DIR` inside host `i`, for
+    /// `common::ServerProcess::spawn`.
+    pub fn server_cmd(
+        &self,
+        i: usize,
+        server_bin: &std::path::Path,
+        dir: &std::path::Path,
+        name: &str,
+        extra: &[&str],
+    ) -> Command {
+        let mut cmd = self.cmd(i, server_bin.to_str().expect("a UTF-8 path"));
+        cmd.args(["--json", "--name", name])
+            .args(extra)
+            .arg("--state-dir")
+            .arg(dir);
+        cmd
+    }
+}
