@@ -183,9 +183,7 @@ fn note_refusal(tally: &Tally, e: &ClientError) {
         ClientError::PairingRefused { reason, .. } => tally.refused(&reason_name(*reason)),
         ClientError::CodeExpired => tally.refused("code_expired"),
         ClientError::Connection(_) | ClientError::Closed(_) => tally.refused("closed"),
-        ClientError::Unreachable { .. } | ClientError::NotOurServer { .. } => {
-            tally.refused("unreachable")
-        }
+        ClientError::Dial(_) => tally.refused("unreachable"),
         _ => tally.refused("other"),
     }
 }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
-use csc_shared::client::{Client, ClientError, ClientOptions};
+use csc_shared::client::{Client, ClientError, ClientOptions, DialError};
 use csc_shared::state::{Side, default_state_dir};
 
 /// Exit codes of `client-tui`, documented in the README.
@@ -73,10 +73,8 @@ impl From<ClientError> for Failure {
             ClientError::WrongCode { .. } | ClientError::CodeExhausted => exit::WRONG_CODE,
             ClientError::CodeExpired | ClientError::PairingRefused { .. } => exit::PAIRING_REFUSED,
             ClientError::RepairRequired { .. } => exit::REPAIR_REQUIRED,
-            ClientError::Unreachable { .. }
-            | ClientError::NotOurServer { .. }
-            | ClientError::NotConnected { .. } => exit::UNREACHABLE,
-            ClientError::IdentityMismatch { .. } => exit::IDENTITY_MISMATCH,
+            ClientError::Dial(DialError::IdentityMismatch { .. }) => exit::IDENTITY_MISMATCH,
+            ClientError::Dial(_) | ClientError::NotConnected { .. } => exit::UNREACHABLE,
             ClientError::Task { .. } => exit::TASK_FAILED,
             ClientError::Select(_) => exit::USAGE,
             _ => exit::FAILURE,

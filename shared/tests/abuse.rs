@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use csc_shared::client::{ClientError, ClientOptions};
+use csc_shared::client::{ClientError, ClientOptions, DialError};
 use csc_shared::discovery::wire::{encode_announce, encode_probe, parse_announce, parse_probe};
 use csc_shared::discovery::{DiscoveryOptions, Via};
 use csc_shared::message::PairFailure;
@@ -76,11 +76,11 @@ async fn a_rogue_server_claiming_a_paired_id_is_found_but_refused_in_tls() {
     let mut dead = paired.clone();
     dead.addrs = vec![SocketAddr::from(([127, 0, 5, 2], port))];
     match client.connect_auto(&dead, None, Some(options)).await {
-        Err(ClientError::IdentityMismatch {
+        Err(ClientError::Dial(DialError::IdentityMismatch {
             expected,
             found,
             addr,
-        }) => {
+        })) => {
             assert_eq!(expected, real_id.short());
             assert_eq!(found, rogue.server.id().short());
             assert_eq!(addr, SocketAddr::from(([127, 0, 5, 7], port)).to_string());

@@ -126,7 +126,9 @@ async fn a_moved_server_is_found_again_by_its_pinned_id() {
     let mut gone = paired.clone();
     gone.addrs = vec![SocketAddr::from(([127, 0, 4, 4], port))];
     match client.connect_auto(&gone, None, None).await {
-        Err(csc_shared::client::ClientError::Unreachable { .. }) => {}
+        Err(csc_shared::client::ClientError::Dial(
+            csc_shared::client::DialError::Unreachable { .. },
+        )) => {}
         other => panic!("expected unreachable, got {:?}", other.map(|r| r.via)),
     }
     impostor.stop().await;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use csc_shared::client::{ClientError, ClientOptions, SessionEvent};
+use csc_shared::client::{ClientError, ClientOptions, DialError, SessionEvent};
 use csc_shared::message::RepairReason;
 use csc_shared::server::ServerEvent;
 
@@ -23,7 +23,7 @@ async fn reconnect_after_server_restart_keeps_the_pairing() {
 
     // While it is down the error says so, and is not mistaken for a pairing problem.
     match client.connect(&paired).await {
-        Err(ClientError::Unreachable { .. }) => {}
+        Err(ClientError::Dial(DialError::Unreachable { .. })) => {}
         other => panic!("expected unreachable, got {other:?}"),
     }
 
@@ -176,9 +176,9 @@ async fn another_server_at_the_paired_address_is_refused() {
     server.stop().await;
     let impostor = TestServer::start_on(s2.path(), test_config(), addr).await;
     match client.connect(&paired).await {
-        Err(ClientError::IdentityMismatch {
+        Err(ClientError::Dial(DialError::IdentityMismatch {
             expected, found, ..
-        }) => {
+        })) => {
             assert_eq!(expected, paired.server_id.short());
             assert_eq!(found, impostor.server.id().short());
         }

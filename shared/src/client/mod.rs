@@ -94,34 +94,10 @@ impl Default for ClientOptions {
 /// Everything that can go wrong on the client side, in terms a person can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// Nothing answered.
-    #[error("server unreachable at {addr}: {reason}")]
-    Unreachable {
-        /// Where we tried.
-        addr: String,
-        /// What happened.
-        reason: String,
-    },
-    /// Something answered but did not speak our protocol.
-    #[error("{addr} is not a client-server-communicator server: {reason}")]
-    NotOurServer {
-        /// Where.
-        addr: String,
-        /// What went wrong in the handshake.
-        reason: String,
-    },
-    /// A different key answered at a paired server's address.
-    #[error(
-        "the server at {addr} presented identity {found}, but this client is paired with {expected}; refusing to connect"
-    )]
-    IdentityMismatch {
-        /// Where.
-        addr: String,
-        /// Short id of the paired server.
-        expected: String,
-        /// Short id that answered.
-        found: String,
-    },
+    /// No connection could be opened: nothing answered, it was not our protocol, or a
+    /// different key answered where the paired server was expected.
+    #[error(transparent)]
+    Dial(DialError),
     /// The code was wrong.
     #[error("wrong code, {attempts_left} attempts left")]
     WrongCode {
@@ -227,22 +203,22 @@ pub fn describe_refusal(reason: PairFailure, retry_after: Option<Duration>) -> S
 
 impl From<DialError> for ClientError {
     fn from(e: DialError) -> Self {
-        match e {
-            DialError::Unreachable { addr, reason } => ClientError::Unreachable { addr, reason },
-            DialError::NotOurServer { addr, reason } => ClientError::NotOurServer { addr, reason },
-            DialError::IdentityMismatch {
-                addr,
-                expected,
-                found,
-            } => ClientError::IdentityMismatch {
-                addr,
-                expected,
-                found,
-            },
-            DialError::Protocol(m) => ClientError::Protocol(m),
-            DialError::Connection(c) => ClientError::Connection(c),
-            DialError::Tls(t) => ClientError::Tls(t),
-        }
+        ClientError::Dial(e)
+    }
+}
+
+impl ClientError {
+    /// Nothing answered at `addr`.
+    pub fn unreachable(addr: impl Into<String>, reason: impl Into<String>) -> Self {
+        ClientError::Dial(DialError::Unreachable {
+            addr: addr.into(),
+            reason: reason.into(),
+        })
+    }
+
+    /// Whether a different key answered where the paired server was expected.
+    pub fn is_identity_mismatch(&self) -> bool {
+        matches!(self, ClientError::Dial(DialError::IdentityMismatch { .. }))
     }
 }
 
@@ -326,10 +302,10 @@ impl Client {
     /// Open a session with a paired server, trying its known addresses in order.
     pub async fn connect(&self, server: &PairedServer) -> Result<Session, ClientError> {
         if server.addrs.is_empty() {
-            return Err(ClientError::Unreachable {
-                addr: "(no known address)".into(),
-                reason: "the server's address is unknown".into(),
-            });
+            return Err(ClientError::unreachable(
+                "(no known address)",
+                "the server's address is unknown",
+            ));
         }
         let mut last = None;
         for addr in &server.addrs {
@@ -342,16 +318,13 @@ impl Client {
                 Err(e) => {
                     tracing::debug!(%addr, "connect failed: {e}");
                     // Prefer reporting a mismatch over plain unreachability: it needs action.
-                    if !matches!(last, Some(ClientError::IdentityMismatch { .. })) {
+                    if !last.as_ref().is_some_and(ClientError::is_identity_mismatch) {
                         last = Some(e);
                     }
                 }
             }
         }
-        Err(last.unwrap_or(ClientError::Unreachable {
-            addr: "(none)".into(),
-            reason: "no address".into(),
-        }))
+        Err(last.unwrap_or(ClientError::unreachable("(none)", "no address")))
     }
 
     /// Open a session with `server` at `addr` (its id is still pinned).

@@ -60,9 +60,11 @@ impl Client {
         let mut last_error: Option<ClientError> = None;
         loop {
             if attempts.is_empty() && search_done {
-                return Err(last_error.unwrap_or_else(|| ClientError::Unreachable {
-                    addr: format!("server {}", server.server_id.short()),
-                    reason: "no saved address answered and discovery found nothing".into(),
+                return Err(last_error.unwrap_or_else(|| {
+                    ClientError::unreachable(
+                        format!("server {}", server.server_id.short()),
+                        "no saved address answered and discovery found nothing",
+                    )
                 }));
             }
             // Nothing left to race: start the search now rather than after the head start.
@@ -79,7 +81,7 @@ impl Client {
                     Err(e @ (ClientError::RepairRequired { .. } | ClientError::State(_))) => return Err(e),
                     Err(e) => {
                         tracing::debug!("candidate failed: {e}");
-                        if !matches!(last_error, Some(ClientError::IdentityMismatch { .. })) {
+                        if !last_error.as_ref().is_some_and(ClientError::is_identity_mismatch) {
                             last_error = Some(e);
                         }
                     }

@@ -17,10 +17,7 @@ pub const PROBE_CONNECT: Duration = Duration::from_secs(3);
 /// is given. IPv4 answers of a name are preferred.
 pub async fn resolve(spec: &str, default_port: u16) -> Result<SocketAddr, ClientError> {
     let spec = spec.trim();
-    let unreachable = |reason: String| ClientError::Unreachable {
-        addr: spec.to_string(),
-        reason,
-    };
+    let unreachable = |reason: String| ClientError::unreachable(spec, reason);
     if spec.is_empty() {
         return Err(unreachable("no address given".into()));
     }
@@ -76,6 +73,7 @@ pub async fn probe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialer::DialError;
 
     #[tokio::test]
     async fn addresses_parse_with_and_without_port() {
@@ -92,11 +90,14 @@ mod tests {
         assert_eq!(a("[::1]").await.unwrap(), "[::1]:47474".parse().unwrap());
         assert_eq!(a("::1").await.unwrap(), "[::1]:47474".parse().unwrap());
         assert_eq!(a("localhost:5").await.unwrap().port(), 5);
-        assert!(matches!(a("").await, Err(ClientError::Unreachable { .. })));
+        assert!(matches!(
+            a("").await,
+            Err(ClientError::Dial(DialError::Unreachable { .. }))
+        ));
         // A bad port fails here, without asking any name server.
         assert!(matches!(
             a("10.0.0.5:notaport").await,
-            Err(ClientError::Unreachable { .. })
+            Err(ClientError::Dial(DialError::Unreachable { .. }))
         ));
     }
 }
