@@ -6,7 +6,7 @@ use std::path::Path;
 
 use csc_shared::server::control::{self, ControlReply, ControlRequest, PairingCommand};
 use csc_shared::server::{
-    ClosedReason, OpenedBy, PairingMode, PairingStatus, RevokeError, ServerEvent,
+    ClosedReason, OpenedBy, PairingMode, PairingStatus, RevokeError, RevokedBy, ServerEvent,
 };
 use csc_shared::state::{ServerStore, StateError};
 use tokio::sync::mpsc;
@@ -79,7 +79,7 @@ pub fn describe(event: &ServerEvent) -> String {
             reason.describe()
         ),
         ServerEvent::PairClosed { request_id, reason } => {
-            format!("pair request #{request_id} closed: {reason}")
+            format!("pair request #{request_id} closed: {}", reason.describe())
         }
         ServerEvent::Paired {
             client_name,
@@ -100,7 +100,10 @@ pub fn describe(event: &ServerEvent) -> String {
             client_addr,
             reason,
             ..
-        } => format!("disconnected: {client_name} ({client_addr}): {reason}"),
+        } => format!(
+            "disconnected: {client_name} ({client_addr}): {}",
+            reason.describe()
+        ),
         ServerEvent::AuthFailed {
             client_addr,
             client_id,
@@ -124,7 +127,13 @@ pub fn describe(event: &ServerEvent) -> String {
             client_name,
             client_id,
             by,
-        } => format!("revoked {client_name} ({}) by {by}", client_id.short()),
+        } => {
+            let by = match by {
+                RevokedBy::Operator => "the operator",
+                RevokedBy::Client => "the client itself",
+            };
+            format!("revoked {client_name} ({}) by {by}", client_id.short())
+        }
         ServerEvent::NoticeSent { text, recipients } => {
             format!("notice to {recipients} clients: {text}")
         }

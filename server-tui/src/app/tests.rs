@@ -63,12 +63,12 @@ fn an_expired_request_leaves_the_banner() {
     assert_eq!(app.banner_request().unwrap().code, "222222", "newest first");
     app.update(Msg::Engine(ServerEvent::PairClosed {
         request_id: 2,
-        reason: "expired".into(),
+        reason: csc_shared::server::PairClosedReason::Expired,
     }));
     assert_eq!(app.banner_request().unwrap().code, "111111");
     app.update(Msg::Engine(ServerEvent::PairClosed {
         request_id: 1,
-        reason: "expired".into(),
+        reason: csc_shared::server::PairClosedReason::Expired,
     }));
     assert!(app.banner_request().is_none());
     assert!(app.requests.is_empty());

@@ -5,13 +5,16 @@
 //! connection table caps connections (evicting the oldest unauthenticated one rather than
 //! refusing a new one), and a broadcast channel tells handlers to stop.
 
+mod auth;
 mod conn;
 mod conns;
 #[cfg(unix)]
 pub mod control;
 pub mod events;
 pub mod guard;
+mod pair;
 mod registry;
+mod session;
 pub mod tasks;
 
 use std::collections::HashMap;
@@ -26,7 +29,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 
-pub use events::EventSender;
+pub use events::{DisconnectReason, EventSender, PairClosedReason, RevokedBy};
 pub use guard::{
     BudgetPolicy, ClosedReason, GateChange, OpenedBy, PairingMode, PairingPolicy, PairingStatus,
 };
@@ -148,9 +151,8 @@ pub enum ServerEvent {
     PairClosed {
         /// The request.
         request_id: u64,
-        /// `expired`, `exhausted`, `cancelled` (the client left), `displaced` (another request
-        /// took its place) or `pairing_closed`.
-        reason: String,
+        /// Why.
+        reason: PairClosedReason,
     },
     /// Pairing is accepted again (a window opened, or a closure ended).
     PairingOpened {
@@ -230,7 +232,7 @@ pub enum ServerEvent {
         /// Client id.
         client_id: PeerId,
         /// Why it ended.
-        reason: String,
+        reason: DisconnectReason,
     },
     /// A token was refused.
     AuthFailed {
@@ -262,8 +264,8 @@ pub enum ServerEvent {
         client_id: PeerId,
         /// Client name.
         client_name: String,
-        /// `operator` or `client`.
-        by: String,
+        /// Who.
+        by: RevokedBy,
     },
     /// A notice was pushed to connected clients.
     NoticeSent {
@@ -316,16 +318,12 @@ pub enum RevokeError {
     State(#[from] StateError),
 }
 
-/// What a revoked session is told, by who revoked it.
-const REVOKED_BY_OPERATOR: &str = "this client was revoked by the server's operator";
-const REVOKED_BY_CLIENT: &str = "this client was unpaired from another session";
-
 struct SessionEntry {
     client_id: PeerId,
     /// Notices; bounded, so a client that stops reading loses notices, not server memory.
     notices: mpsc::Sender<Arc<str>>,
     /// Fires once to cut the session; never lost to a full queue.
-    revoke: Option<tokio::sync::oneshot::Sender<&'static str>>,
+    revoke: Option<tokio::sync::oneshot::Sender<RevokedBy>>,
 }
 
 struct Shared {
@@ -520,29 +518,29 @@ impl Server {
             [one] => one.clone(),
             many => return Err(RevokeError::Ambiguous(query.to_string(), many.len())),
         };
-        self.revoke_id(&record.client_id, "operator").await?;
+        self.revoke_id(&record.client_id, RevokedBy::Operator)
+            .await?;
         Ok(record)
     }
 
-    async fn revoke_id(&self, id: &PeerId, by: &str) -> Result<Option<ClientRecord>, StateError> {
+    async fn revoke_id(
+        &self,
+        id: &PeerId,
+        by: RevokedBy,
+    ) -> Result<Option<ClientRecord>, StateError> {
         let removed = self.shared.registry.revoke(id).await?;
         if let Some(r) = &removed {
-            let why = if by == "client" {
-                REVOKED_BY_CLIENT
-            } else {
-                REVOKED_BY_OPERATOR
-            };
             for s in self.shared.sessions().values_mut() {
                 if s.client_id == *id
                     && let Some(tx) = s.revoke.take()
                 {
-                    let _ = tx.send(why);
+                    let _ = tx.send(by);
                 }
             }
             self.shared.emit(ServerEvent::Revoked {
                 client_id: *id,
                 client_name: r.name.clone(),
-                by: by.to_string(),
+                by,
             });
         }
         Ok(removed)
