@@ -385,3 +385,31 @@ fn summaries_go_to_the_log_as_one_line() {
         "{line}"
     );
 }
+
+#[test]
+fn the_addresses_follow_the_engine() {
+    let (mut app, _) = app(80, 24, true);
+    assert_eq!(
+        app.addrs,
+        ["192.168.1.5".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let moved: Vec<std::net::IpAddr> = vec!["10.1.2.3".parse().unwrap()];
+    let action = app.update(Msg::Engine(ServerEvent::AddressesChanged {
+        addrs: moved.clone(),
+    }));
+    assert_eq!(action, None);
+    assert_eq!(app.addrs, moved);
+    assert_eq!(crate::ui::addresses(&app), moved);
+    let last = app.log.back().unwrap();
+    assert_eq!(last.text, "addresses changed: reachable at 10.1.2.3");
+    // Losing every address but loopback leaves none to show.
+    app.update(Msg::Engine(ServerEvent::AddressesChanged { addrs: vec![] }));
+    assert!(crate::ui::addresses(&app).is_empty());
+    assert!(
+        app.log
+            .back()
+            .unwrap()
+            .text
+            .contains("no address but loopback")
+    );
+}

@@ -297,6 +297,44 @@ mod tests {
     }
 
     #[test]
+    fn reasons_are_serialised_as_the_snake_case_codes_scripts_read() {
+        let code = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        let closed = [
+            (PairClosedReason::Expired, "expired"),
+            (PairClosedReason::Exhausted, "exhausted"),
+            (PairClosedReason::Cancelled, "cancelled"),
+            (PairClosedReason::Displaced, "displaced"),
+            (PairClosedReason::PairingClosed, "pairing_closed"),
+        ];
+        for (r, want) in closed {
+            assert_eq!(code(serde_json::to_value(r).unwrap()), want);
+        }
+        for (r, want) in [
+            (RevokedBy::Operator, "operator"),
+            (RevokedBy::Client, "client"),
+        ] {
+            assert_eq!(code(serde_json::to_value(r).unwrap()), want);
+        }
+        let event = ServerEvent::Disconnected {
+            session_id: 3,
+            client_name: "c".into(),
+            client_addr: SocketAddr::from(([10, 0, 0, 1], 9)),
+            client_id: PeerId([1; 32]),
+            reason: DisconnectReason::StoppedReading,
+        };
+        let v = serde_json::to_value(&event).unwrap();
+        assert_eq!(v["event"], "disconnected");
+        assert_eq!(v["reason"], "stopped_reading");
+        let moved = ServerEvent::AddressesChanged {
+            addrs: vec!["10.0.0.7".parse().unwrap()],
+        };
+        assert_eq!(
+            serde_json::to_value(&moved).unwrap(),
+            serde_json::json!({"event": "addresses_changed", "addrs": ["10.0.0.7"]})
+        );
+    }
+
+    #[test]
     fn refusals_beyond_the_burst_become_one_summary() {
         let (tx, mut rx) = channel(1000);
         let t = Instant::now();

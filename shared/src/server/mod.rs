@@ -3,8 +3,11 @@
 //!
 //! Modelled on mini-redis: [`Server::run`] takes a bound listener and a shutdown future, a
 //! connection table caps connections (evicting the oldest unauthenticated one rather than
-//! refusing a new one), and a broadcast channel tells handlers to stop.
+//! refusing a new one), and a broadcast channel tells handlers to stop. While it runs, the
+//! engine also follows the machine's addresses ([`addrs`]) and reports their changes; the
+//! discovery service re-advertises from the same readings.
 
+pub mod addrs;
 mod auth;
 mod conn;
 mod conns;
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 pub use events::{DisconnectReason, EventSender, PairClosedReason, RevokedBy};
 pub use guard::{
@@ -73,6 +76,8 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// How often batched registry changes are written.
     pub flush_interval: Duration,
+    /// How often the machine's addresses are read, to notice a change.
+    pub address_poll: Duration,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +97,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(10),
             flush_interval: Duration::from_secs(5),
+            address_poll: addrs::DEFAULT_POLL,
         }
     }
 }
@@ -112,6 +118,15 @@ pub enum ServerEvent {
         server_short: String,
         /// Server name.
         name: String,
+        /// Where clients can reach it: the bound address, or for an unspecified one this
+        /// machine's non-loopback addresses (see [`addrs::reachable`]).
+        addrs: Vec<IpAddr>,
+    },
+    /// The machine's addresses changed, and with them where clients can reach the server.
+    AddressesChanged {
+        /// Where clients can reach it now, as in `listening`; empty when the machine has no
+        /// address but loopback.
+        addrs: Vec<IpAddr>,
     },
     /// A client asks to pair: show `code` to the operator.
     PairRequest {
@@ -342,6 +357,8 @@ struct Shared {
     events: Option<EventSender>,
     started: Instant,
     shutdown: broadcast::Sender<()>,
+    /// The machine's interface addresses as last read (loopback included).
+    interfaces: watch::Sender<Vec<IpAddr>>,
 }
 
 impl Shared {
@@ -466,6 +483,7 @@ impl Server {
                 events,
                 started: Instant::now(),
                 shutdown,
+                interfaces: watch::Sender::new(addrs::interface_addrs()),
             }),
         })
     }
@@ -608,12 +626,14 @@ impl Server {
     /// connection and save the registry.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
+        let tracker = addrs::Tracker::new(addr.ip(), &self.shared.interfaces.borrow());
         self.shared.emit(ServerEvent::Listening {
             addr,
             port: addr.port(),
             server_id: self.id(),
             server_short: self.id().short(),
             name: self.name().to_string(),
+            addrs: tracker.current().to_vec(),
         });
         {
             // A window-mode server starts closed: say so, so the operator knows to open it.
@@ -640,12 +660,14 @@ impl Server {
             })
         };
         let housekeeping = tokio::spawn(housekeeping(self.shared.clone()));
+        let addresses = tokio::spawn(follow_addresses(self.shared.clone(), tracker));
         tokio::select! {
             res = self.accept_loop(&listener) => { res?; }
             _ = shutdown => {}
         }
         flusher.abort();
         housekeeping.abort();
+        addresses.abort();
         drop(listener);
         let _ = self.shared.shutdown.send(());
         // Give handlers a moment to say goodbye; each holds its slot until it ends.
@@ -727,6 +749,30 @@ async fn housekeeping(shared: Arc<Shared>) {
             if let Some(events) = &shared.events {
                 events.flush(now);
             }
+        }
+    }
+}
+
+/// Read the machine's addresses every `address_poll`; publish each new reading (for the
+/// discovery service) and report a change of where clients can reach the listener.
+async fn follow_addresses(shared: Arc<Shared>, mut tracker: addrs::Tracker) {
+    let mut tick =
+        tokio::time::interval(shared.config.address_poll.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = addrs::interface_addrs();
+        shared.interfaces.send_if_modified(|seen| {
+            let changed = *seen != now;
+            if changed {
+                seen.clone_from(&now);
+            }
+            changed
+        });
+        if let Some(reachable) = tracker.observe(&now) {
+            shared.emit(ServerEvent::AddressesChanged {
+                addrs: reachable.to_vec(),
+            });
         }
     }
 }
