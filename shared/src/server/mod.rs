@@ -777,30 +777,75 @@ async fn follow_addresses(shared: Arc<Shared>, mut tracker: addrs::Tracker) {
     }
 }
 
-/// Discovery answering for a running server: UDP probe replies and the mDNS advertisement.
-/// Stops when dropped.
+/// Discovery answering for a running server: UDP probe replies and the mDNS advertisement,
+/// which follows the machine's addresses while [`Server::run`] reads them. Stops when dropped.
 #[derive(Debug)]
 pub struct DiscoveryService {
     udp: tokio::task::JoinHandle<()>,
-    mdns: Option<crate::discovery::mdns::Advertiser>,
+    mdns: Option<tokio::task::JoinHandle<()>>,
+    advertised: watch::Receiver<Vec<IpAddr>>,
 }
 
 impl DiscoveryService {
-    /// Whether mDNS advertising is active.
+    /// Whether an mDNS record is registered now.
     pub fn advertising(&self) -> bool {
-        self.mdns.is_some()
+        !self.advertised.borrow().is_empty()
+    }
+
+    /// The addresses the mDNS record carries now; empty when none is registered (mDNS is
+    /// off, the bind is loopback, or the machine has no address but loopback).
+    pub fn advertised(&self) -> Vec<IpAddr> {
+        self.advertised.borrow().clone()
     }
 }
 
 impl Drop for DiscoveryService {
     fn drop(&mut self) {
         self.udp.abort();
+        if let Some(mdns) = &self.mdns {
+            mdns.abort();
+        }
+    }
+}
+
+/// Keep the mDNS record of a listener bound to `bound` in step with the machine's addresses:
+/// re-registered whenever the advertisable ones change, withdrawn while there are none.
+struct Advertising {
+    shared: Arc<Shared>,
+    bound: SocketAddr,
+    record: crate::discovery::mdns::Advertiser,
+    interfaces: watch::Receiver<Vec<IpAddr>>,
+    published: watch::Sender<Vec<IpAddr>>,
+}
+
+impl Advertising {
+    /// Register what the latest reading allows, and publish what the record carries.
+    async fn refresh(&mut self) {
+        let want = addrs::advertisable(self.bound.ip(), &self.interfaces.borrow_and_update());
+        if let Err(e) = self.record.set_addrs(&want).await {
+            self.shared.emit(ServerEvent::Warning {
+                message: format!("mDNS advertising unavailable: {e}"),
+            });
+        }
+        self.published.send_replace(self.record.addrs().to_vec());
+    }
+
+    async fn follow(mut self) {
+        while self.interfaces.changed().await.is_ok() {
+            self.refresh().await;
+        }
+        // The engine is gone; keep the record until the service is dropped.
+        std::future::pending::<()>().await;
     }
 }
 
 impl Server {
     /// Answer UDP probes on the address and port the TCP listener is bound to (`bound`), and
-    /// advertise over mDNS when `mdns` is set and the address is not loopback.
+    /// advertise over mDNS when `mdns` is set: the machine's non-loopback addresses (or the
+    /// bound one), re-registered as they change, and nothing while there are none.
+    ///
+    /// A UDP announce names no address: the client takes the datagram's source, so a reply
+    /// to a probe from the LAN always carries the address that probe reached.
     pub async fn serve_discovery(
         &self,
         bound: SocketAddr,
@@ -813,25 +858,31 @@ impl Server {
             port: bound.port(),
         };
         let udp = tokio::spawn(crate::discovery::answer_probes(socket, info));
+        let (published, advertised) = watch::channel(Vec::new());
         let mdns = if mdns {
-            match crate::discovery::mdns::Advertiser::start(
-                bound.ip(),
-                bound.port(),
-                self.id(),
-                self.name(),
-            ) {
-                Ok(a) => a,
-                Err(e) => {
-                    self.shared.emit(ServerEvent::Warning {
-                        message: format!("mDNS advertising unavailable: {e}"),
-                    });
-                    None
-                }
-            }
+            let mut advertising = Advertising {
+                shared: self.shared.clone(),
+                bound,
+                record: crate::discovery::mdns::Advertiser::new(
+                    bound.ip(),
+                    bound.port(),
+                    self.id(),
+                    self.name(),
+                ),
+                interfaces: self.shared.interfaces.subscribe(),
+                published,
+            };
+            // The first registration is done before this returns; changes follow.
+            advertising.refresh().await;
+            Some(tokio::spawn(advertising.follow()))
         } else {
             None
         };
-        Ok(DiscoveryService { udp, mdns })
+        Ok(DiscoveryService {
+            udp,
+            mdns,
+            advertised,
+        })
     }
 }
 
