@@ -9,13 +9,18 @@
 //! failure budget, the pairing gate) stays in the guard.
 //!
 //! ```text
-//!  Idle ──pair_request──> Admitting ──admitted──> Pending ──pair_attempt──> Reserving
-//!   ^  \                     └─refused─> close      │  ^                    │ unit reserved
-//!   │   pair_attempt: answer the stale code         │  │ wrong              v
-//!   │                                               │  └──── Settling <── Confirming
-//!   └──── expired / exhausted ──────────────────────┘           │ right   (pair_confirm)
-//!                                                               v
-//!                                                             Paired
+//!                 pair_request              admitted               pair_attempt
+//!        Idle ───────────────> Admitting ────────────> Pending ───────────────> Reserving
+//!         ^ │                      │ refused:             ^ │                      │ unit reserved,
+//!         │ │ pair_attempt:        v pair_failed,   wrong │ │ expired              v pair_pake sent
+//!         │ │ pair_failed          close                  │ v                  Confirming
+//!         │ │ code_expired /                              │ Idle                   │ pair_confirm,
+//!         │ v code_exhausted                              │ (stale)                │ silence, close
+//!        Idle (stale)                                     └─────── Settling <──────┘
+//!         ^                                                           │ right
+//!         └──────── the last wrong answer, or an answer after expiry ─┤
+//!                                                                     v
+//!                                                        Paired: saved, then `paired`
 //! ```
 
 use std::net::SocketAddr;
