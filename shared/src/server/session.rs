@@ -138,7 +138,7 @@ enum Dispatch {
     End(DisconnectReason),
 }
 
-/// What a running session needs to hand.
+/// What a running session keeps at hand.
 struct Live<'a> {
     ctx: &'a ConnCtx,
     server: &'a Server,
