@@ -178,8 +178,6 @@ pub struct Options {
     pub server_short: String,
     /// Whether to use colour (`false` for `NO_COLOR` or `--no-color`).
     pub color: bool,
-    /// This machine's addresses, shown when the server listens on all of them.
-    pub local_addrs: Vec<IpAddr>,
     /// Pairing as it stands at start.
     pub pairing: PairingStatus,
     /// How long `o` opens a pairing window for.
@@ -195,8 +193,9 @@ pub struct App {
     pub server_short: String,
     /// Colour or not.
     pub color: bool,
-    /// Addresses shown for an unspecified bind address.
-    pub local_addrs: Vec<IpAddr>,
+    /// Where clients can reach the server, as the engine last reported (`listening`, then
+    /// `addresses_changed`): shown in the header and in the idle hint.
+    pub addrs: Vec<IpAddr>,
     /// The bound address, once the listener is up.
     pub listening: Option<SocketAddr>,
     /// When the app started.
@@ -238,7 +237,7 @@ impl App {
             name: options.name,
             server_short: options.server_short,
             color: options.color,
-            local_addrs: options.local_addrs,
+            addrs: Vec::new(),
             listening: None,
             started: clock.instant,
             clock,
@@ -504,7 +503,11 @@ impl App {
             self.push_log(level, line.to_string());
         }
         match event {
-            ServerEvent::Listening { addr, .. } => self.listening = Some(addr),
+            ServerEvent::Listening { addr, addrs, .. } => {
+                self.listening = Some(addr);
+                self.addrs = addrs;
+            }
+            ServerEvent::AddressesChanged { addrs } => self.addrs = addrs,
             ServerEvent::PairRequest {
                 request_id,
                 client_name,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use csc_shared::server::control::{self, ControlReply, ControlRequest, PairingCommand};
 use csc_shared::server::{
-    ClosedReason, OpenedBy, PairingMode, PairingStatus, RevokeError, ServerEvent,
+    ClosedReason, OpenedBy, PairingMode, PairingStatus, RevokeError, RevokedBy, ServerEvent,
 };
 use csc_shared::state::{ServerStore, StateError};
 use tokio::sync::mpsc;
@@ -48,6 +48,18 @@ pub fn closed_text(
     format!("{why}; {how}")
 }
 
+/// `10.0.0.5, 192.168.1.9`, or what having none means.
+fn reach_text(addrs: &[std::net::IpAddr]) -> String {
+    if addrs.is_empty() {
+        return "no address but loopback".to_string();
+    }
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One readable line for an event.
 pub fn describe(event: &ServerEvent) -> String {
     match event {
@@ -55,8 +67,19 @@ pub fn describe(event: &ServerEvent) -> String {
             addr,
             server_short,
             name,
+            addrs,
             ..
-        } => format!("listening on {addr} as {name:?} (server id {server_short})"),
+        } => {
+            let reach = if addr.ip().is_unspecified() {
+                format!("; reachable at {}", reach_text(addrs))
+            } else {
+                String::new()
+            };
+            format!("listening on {addr} as {name:?} (server id {server_short}){reach}")
+        }
+        ServerEvent::AddressesChanged { addrs } => {
+            format!("addresses changed: reachable at {}", reach_text(addrs))
+        }
         ServerEvent::PairRequest {
             client_name,
             client_addr,
@@ -79,7 +102,7 @@ pub fn describe(event: &ServerEvent) -> String {
             reason.describe()
         ),
         ServerEvent::PairClosed { request_id, reason } => {
-            format!("pair request #{request_id} closed: {reason}")
+            format!("pair request #{request_id} closed: {}", reason.describe())
         }
         ServerEvent::Paired {
             client_name,
@@ -100,7 +123,10 @@ pub fn describe(event: &ServerEvent) -> String {
             client_addr,
             reason,
             ..
-        } => format!("disconnected: {client_name} ({client_addr}): {reason}"),
+        } => format!(
+            "disconnected: {client_name} ({client_addr}): {}",
+            reason.describe()
+        ),
         ServerEvent::AuthFailed {
             client_addr,
             client_id,
@@ -124,7 +150,13 @@ pub fn describe(event: &ServerEvent) -> String {
             client_name,
             client_id,
             by,
-        } => format!("revoked {client_name} ({}) by {by}", client_id.short()),
+        } => {
+            let by = match by {
+                RevokedBy::Operator => "the operator",
+                RevokedBy::Client => "the client itself",
+            };
+            format!("revoked {client_name} ({}) by {by}", client_id.short())
+        }
         ServerEvent::NoticeSent { text, recipients } => {
             format!("notice to {recipients} clients: {text}")
         }
@@ -418,4 +450,53 @@ pub async fn pairing(dir: &Path, action: &PairingAction, json: bool) -> Result<(
         let _ = writeln!(out, "{}", status_text(&status));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{addr, peer};
+    use csc_shared::server::{DisconnectReason, PairClosedReason};
+
+    #[test]
+    fn reasons_read_as_words_and_addresses_as_a_list() {
+        let closed = ServerEvent::PairClosed {
+            request_id: 4,
+            reason: PairClosedReason::Displaced,
+        };
+        assert_eq!(
+            describe(&closed),
+            "pair request #4 closed: displaced by another request"
+        );
+        let gone = ServerEvent::Disconnected {
+            session_id: 1,
+            client_name: "kiosk".into(),
+            client_addr: addr(3, 5000),
+            client_id: peer(3),
+            reason: DisconnectReason::StoppedReading,
+        };
+        assert_eq!(
+            describe(&gone),
+            "disconnected: kiosk (10.0.0.3:5000): client stopped reading"
+        );
+        let revoked = ServerEvent::Revoked {
+            client_id: peer(3),
+            client_name: "kiosk".into(),
+            by: RevokedBy::Client,
+        };
+        assert!(describe(&revoked).ends_with("by the client itself"));
+        let moved = ServerEvent::AddressesChanged {
+            addrs: vec!["10.0.0.7".parse().unwrap(), "10.0.1.7".parse().unwrap()],
+        };
+        assert_eq!(
+            describe(&moved),
+            "addresses changed: reachable at 10.0.0.7, 10.0.1.7"
+        );
+        let listening = crate::test_support::listening();
+        assert!(
+            describe(&listening).ends_with("; reachable at 192.168.1.5"),
+            "{}",
+            describe(&listening)
+        );
+    }
 }

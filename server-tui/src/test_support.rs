@@ -69,6 +69,7 @@ pub fn listening() -> ServerEvent {
         server_id: peer(0xEE),
         server_short: peer(0xEE).short(),
         name: "kitchen-pc".into(),
+        addrs: vec!["192.168.1.5".parse().unwrap()],
     }
 }
 
@@ -93,7 +94,6 @@ pub fn app(w: u16, h: u16, color: bool) -> (App, Instant) {
             name: "kitchen-pc".into(),
             server_short: peer(0xEE).short(),
             color,
-            local_addrs: vec!["192.168.1.5".parse().unwrap()],
             pairing: open_pairing(),
             open_for: Duration::from_secs(120),
         },

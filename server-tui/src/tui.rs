@@ -5,7 +5,6 @@
 //! keys and events go to `App::update` untouched.
 
 use std::future::Future;
-use std::net::IpAddr;
 
 use csc_shared::server::{Server, ServerEvent};
 use tokio::net::TcpListener;
@@ -27,10 +26,6 @@ pub async fn run(
     open_for: std::time::Duration,
     shutdown: impl Future,
 ) -> Result<(), Failure> {
-    let local_addrs = listener
-        .local_addr()
-        .map(|a| local_addrs(a.ip()))
-        .unwrap_or_default();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let mut engine = tokio::spawn(server.clone().run(listener, async move {
         let _ = stop_rx.await;
@@ -56,7 +51,6 @@ pub async fn run(
             name: server.name().to_string(),
             server_short: server.id().short(),
             color,
-            local_addrs,
             pairing: server.pairing_status(),
             open_for,
         },
@@ -135,26 +129,4 @@ fn perform(
         }
     }
     true
-}
-
-/// Addresses to show for a server bound to `ip`: this machine's non-loopback addresses of the
-/// same family when `ip` is unspecified.
-fn local_addrs(ip: IpAddr) -> Vec<IpAddr> {
-    if !ip.is_unspecified() {
-        return vec![ip];
-    }
-    let mut found: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| i.ip())
-        .filter(|a| !a.is_loopback() && (a.is_ipv4() == ip.is_ipv4() || ip.is_ipv6()))
-        .filter(|a| match a {
-            // Link-local IPv6 needs a scope id to be usable; leave it out of the header.
-            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
-            IpAddr::V4(_) => true,
-        })
-        .collect();
-    found.sort();
-    found.dedup();
-    found
 }

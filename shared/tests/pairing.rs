@@ -9,7 +9,7 @@ use common::*;
 use csc_shared::client::ClientError;
 use csc_shared::message::PairFailure;
 use csc_shared::pairing::Code;
-use csc_shared::server::ServerEvent;
+use csc_shared::server::{PairClosedReason, ServerEvent};
 
 #[tokio::test]
 async fn pairing_succeeds_pins_the_server_and_opens_a_session() {
@@ -139,7 +139,9 @@ async fn five_wrong_codes_void_the_code() {
     server
         .events
         .wait_for("pair_closed", |e| match e {
-            ServerEvent::PairClosed { reason, .. } if reason == "exhausted" => Some(()),
+            ServerEvent::PairClosed { reason, .. } if *reason == PairClosedReason::Exhausted => {
+                Some(())
+            }
             _ => None,
         })
         .await;
@@ -169,7 +171,9 @@ async fn expired_code_is_refused_and_reported() {
     server
         .events
         .wait_for("expiry", |e| match e {
-            ServerEvent::PairClosed { reason, .. } if reason == "expired" => Some(()),
+            ServerEvent::PairClosed { reason, .. } if *reason == PairClosedReason::Expired => {
+                Some(())
+            }
             _ => None,
         })
         .await;
@@ -222,7 +226,9 @@ async fn one_pending_request_per_address_and_backoff_across_connections() {
     server
         .events
         .wait_for("cancel", |e| match e {
-            ServerEvent::PairClosed { reason, .. } if reason == "cancelled" => Some(()),
+            ServerEvent::PairClosed { reason, .. } if *reason == PairClosedReason::Cancelled => {
+                Some(())
+            }
             _ => None,
         })
         .await;

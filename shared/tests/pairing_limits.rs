@@ -15,7 +15,7 @@ use csc_shared::connection::Connection;
 use csc_shared::identity::Identity;
 use csc_shared::message::{Message, PairFailure};
 use csc_shared::pairing::Code;
-use csc_shared::server::{ClosedReason, PairingMode, ServerEvent};
+use csc_shared::server::{ClosedReason, PairClosedReason, PairingMode, ServerEvent};
 use csc_shared::tls::{self, ServerTrust};
 use tokio::net::TcpSocket;
 
@@ -139,7 +139,11 @@ async fn a_pairing_window_refuses_while_closed_admits_one_pairing_and_expires_on
     server
         .events
         .wait_for("the pending request closed", |e| match e {
-            ServerEvent::PairClosed { reason, .. } if reason == "pairing_closed" => Some(()),
+            ServerEvent::PairClosed { reason, .. }
+                if *reason == PairClosedReason::PairingClosed =>
+            {
+                Some(())
+            }
             _ => None,
         })
         .await;
@@ -222,7 +226,7 @@ async fn honest_client_pairs_despite(hoarders: u8, table: usize, honest_ip: IpAd
     let paired = pairing.submit(&Code::parse(&code).unwrap()).await;
     let displaced = server
         .events
-        .count(|e| matches!(e, ServerEvent::PairClosed { reason, .. } if reason == "displaced"));
+        .count(|e| matches!(e, ServerEvent::PairClosed { reason, .. } if *reason == PairClosedReason::Displaced));
     eprintln!(
         "{hoarders} hoarders holding a table of {table}: {} codes issued to them, {displaced} displaced; the honest client paired: {}",
         codes.load(Ordering::Relaxed),
@@ -246,4 +250,79 @@ async fn a_legitimate_client_pairs_while_hoarders_hold_requests_from_250_address
 #[tokio::test]
 async fn sixteen_hoarders_holding_a_table_of_sixteen_do_not_keep_a_client_out() {
     honest_client_pairs_despite(16, 16, [127, 0, 40, 252].into()).await;
+}
+
+/// An answer being checked holds a unit of the failure budget. A connection evicted in the
+/// middle of the check (here by a newer one from its address, over a cap of one) must not
+/// keep the unit reserved for ever: it is settled as a wrong answer, like any abandoned one.
+/// Left reserved, a handful of such connections would hold the whole budget and refuse every
+/// later answer as `rate_limited`.
+#[tokio::test]
+async fn a_connection_evicted_while_its_answer_is_checked_settles_its_budget_unit() {
+    let sdir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.max_unauthenticated_per_addr = 1;
+    config.pairing.budget.failures = 3;
+    let server = TestServer::start(sdir.path(), config).await;
+    let id = Identity::generate("staller").unwrap();
+    let connector =
+        tokio_rustls::TlsConnector::from(tls::client_config(&id, ServerTrust::Any).unwrap());
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let tls = connector.connect(tls::server_name(), tcp).await.unwrap();
+    let mut conn = Connection::new(tls, 1 << 20);
+    conn.send(&Message::PairRequest {
+        client_name: "staller".into(),
+    })
+    .await
+    .unwrap();
+    let challenge: Message = conn.expect(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        matches!(challenge, Message::PairChallenge { .. }),
+        "{challenge:?}"
+    );
+    // Any well-formed SPAKE2 message gets the server's reply; then it waits for the MAC.
+    let binding = csc_shared::pairing::Binding {
+        exporter: [0; 32],
+        client_id: id.id(),
+        server_id: server.server.id(),
+        client_cert_hash: [0; 32],
+        server_cert_hash: [0; 32],
+    };
+    let (_, msg_a) =
+        csc_shared::pairing::ClientPake::start(binding, &Code::parse("000000").unwrap());
+    conn.send(&Message::PairAttempt {
+        pake: csc_shared::message::B64(msg_a),
+    })
+    .await
+    .unwrap();
+    let pake: Message = conn.expect(Duration::from_secs(5)).await.unwrap();
+    assert!(matches!(pake, Message::PairPake { .. }), "{pake:?}");
+    assert_eq!(server.server.pairing_status().failures, 0);
+
+    // A newer connection from the same address evicts this one mid-check.
+    let _newer = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let after = tokio::time::timeout(Duration::from_secs(5), conn.read::<Message>()).await;
+    assert!(
+        matches!(after, Ok(Ok(None) | Err(_))),
+        "the staller was not evicted: {after:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.server.pairing_status().failures == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        server.server.pairing_status().failures,
+        1,
+        "the evicted answer's unit was never settled"
+    );
+    server
+        .events
+        .wait_for("pair_closed", |e| match e {
+            ServerEvent::PairClosed { reason, .. } if *reason == PairClosedReason::Cancelled => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    server.stop().await;
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use csc_shared::client::{ClientError, ClientOptions, DialError, SessionEvent};
 use csc_shared::message::RepairReason;
-use csc_shared::server::ServerEvent;
+use csc_shared::server::{RevokedBy, ServerEvent};
 
 #[tokio::test]
 async fn reconnect_after_server_restart_keeps_the_pairing() {
@@ -280,7 +280,7 @@ async fn forget_on_the_client_revokes_on_the_server() {
     server
         .events
         .wait_for("revoked", |e| match e {
-            ServerEvent::Revoked { by, .. } if by == "client" => Some(()),
+            ServerEvent::Revoked { by, .. } if *by == RevokedBy::Client => Some(()),
             _ => None,
         })
         .await;

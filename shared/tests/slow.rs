@@ -11,7 +11,7 @@ use common::*;
 use csc_shared::connection::Connection;
 use csc_shared::identity::Identity;
 use csc_shared::message::{ErrorCode, Message};
-use csc_shared::server::ServerEvent;
+use csc_shared::server::{DisconnectReason, ServerEvent};
 use csc_shared::tls::{self, ServerTrust};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -74,7 +74,9 @@ async fn quiet_sessions_get_pings_and_silent_ones_are_closed() {
     server
         .events
         .wait_for("idle disconnect", |e| match e {
-            ServerEvent::Disconnected { reason, .. } if reason == "idle" => Some(()),
+            ServerEvent::Disconnected { reason, .. } if *reason == DisconnectReason::Idle => {
+                Some(())
+            }
             _ => None,
         })
         .await;
@@ -111,13 +113,15 @@ async fn a_client_that_stops_reading_is_disconnected() {
     let reason = server
         .events
         .wait_for("disconnect", |e| match e {
-            ServerEvent::Disconnected { reason, .. } if reason.contains("stopped reading") => {
-                Some(reason.clone())
+            ServerEvent::Disconnected { reason, .. }
+                if *reason == DisconnectReason::StoppedReading =>
+            {
+                Some(*reason)
             }
             _ => None,
         })
         .await;
-    assert!(reason.contains("stopped reading"));
+    assert_eq!(reason, DisconnectReason::StoppedReading);
     // Others are still served.
     let s = client.connect(&paired).await.unwrap();
     assert_eq!(s.request("ping", vec![]).await.unwrap(), "pong");

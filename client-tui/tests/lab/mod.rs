@@ -317,4 +317,22 @@ impl Lab {
             .arg(dir);
         cmd
     }
+
+    /// Take every address off host `i`'s eth0: the host is left with loopback only.
+    pub fn flush_addrs(&self, i: usize) {
+        must(&["-n", &self.ns(i), "addr", "flush", "dev", "eth0"]);
+    }
+
+    /// Send host `i`'s multicast out of eth0 again (after its addresses changed by hand).
+    pub fn route_multicast(&self, i: usize) {
+        must(&[
+            "-n",
+            &self.ns(i),
+            "route",
+            "replace",
+            "224.0.0.0/4",
+            "dev",
+            "eth0",
+        ]);
+    }
 }

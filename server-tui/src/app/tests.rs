@@ -63,12 +63,12 @@ fn an_expired_request_leaves_the_banner() {
     assert_eq!(app.banner_request().unwrap().code, "222222", "newest first");
     app.update(Msg::Engine(ServerEvent::PairClosed {
         request_id: 2,
-        reason: "expired".into(),
+        reason: csc_shared::server::PairClosedReason::Expired,
     }));
     assert_eq!(app.banner_request().unwrap().code, "111111");
     app.update(Msg::Engine(ServerEvent::PairClosed {
         request_id: 1,
-        reason: "expired".into(),
+        reason: csc_shared::server::PairClosedReason::Expired,
     }));
     assert!(app.banner_request().is_none());
     assert!(app.requests.is_empty());
@@ -383,5 +383,33 @@ fn summaries_go_to_the_log_as_one_line() {
     assert!(
         line.contains("1234 refusals from 250 addresses") && line.contains("3 unauthenticated"),
         "{line}"
+    );
+}
+
+#[test]
+fn the_addresses_follow_the_engine() {
+    let (mut app, _) = app(80, 24, true);
+    assert_eq!(
+        app.addrs,
+        ["192.168.1.5".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let moved: Vec<std::net::IpAddr> = vec!["10.1.2.3".parse().unwrap()];
+    let action = app.update(Msg::Engine(ServerEvent::AddressesChanged {
+        addrs: moved.clone(),
+    }));
+    assert_eq!(action, None);
+    assert_eq!(app.addrs, moved);
+    assert_eq!(crate::ui::addresses(&app), moved);
+    let last = app.log.back().unwrap();
+    assert_eq!(last.text, "addresses changed: reachable at 10.1.2.3");
+    // Losing every address but loopback leaves none to show.
+    app.update(Msg::Engine(ServerEvent::AddressesChanged { addrs: vec![] }));
+    assert!(crate::ui::addresses(&app).is_empty());
+    assert!(
+        app.log
+            .back()
+            .unwrap()
+            .text
+            .contains("no address but loopback")
     );
 }

@@ -157,6 +157,9 @@ fn header(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) 
         .alignment(Alignment::Right)
         .render(top, buf);
     let place = match app.listening {
+        Some(addr) if app.addrs.is_empty() => {
+            format!("listening on port {}, no network address", addr.port())
+        }
         Some(addr) => format!(
             "listening on {} port {}",
             addresses(app)
@@ -177,13 +180,11 @@ fn header(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) 
     Paragraph::new(second).render(bottom, buf);
 }
 
-/// The addresses clients can use: this machine's, when the server listens on all of them.
+/// The addresses clients can use, as the engine last reported them; none before the
+/// listener is up.
 pub fn addresses(app: &App) -> Vec<std::net::IpAddr> {
     match app.listening {
-        Some(addr) if addr.ip().is_unspecified() && !app.local_addrs.is_empty() => {
-            app.local_addrs.clone()
-        }
-        Some(addr) => vec![addr.ip()],
+        Some(_) => app.addrs.clone(),
         None => Vec::new(),
     }
 }

@@ -135,6 +135,43 @@ fn idle_banner_says_how_to_pair() {
     assert!(screen.contains("To pair: client-tui pair"), "{screen}");
 }
 
+#[test]
+fn the_header_and_the_idle_hint_follow_an_address_change() {
+    let (mut app, _) = app(80, 24, true);
+    let before = text(&render(&app));
+    assert!(
+        before.contains("listening on 192.168.1.5 port 47474"),
+        "{before}"
+    );
+    app.update(Msg::Engine(
+        csc_shared::server::ServerEvent::AddressesChanged {
+            addrs: vec!["10.1.2.3".parse().unwrap(), "10.9.9.9".parse().unwrap()],
+        },
+    ));
+    let after = text(&render(&app));
+    assert!(
+        after.contains("listening on 10.1.2.3, 10.9.9.9 port 47474"),
+        "{after}"
+    );
+    assert!(
+        after.contains("client-tui pair --server 10.1.2.3)"),
+        "{after}"
+    );
+    assert!(!after.contains("192.168.1.5 port"), "{after}");
+
+    // With nothing but loopback, the header says so and the hint offers no address.
+    app.update(Msg::Engine(
+        csc_shared::server::ServerEvent::AddressesChanged { addrs: vec![] },
+    ));
+    let none = text(&render(&app));
+    assert!(
+        none.contains("listening on port 47474, no network address"),
+        "{none}"
+    );
+    assert!(!none.contains("--server"), "{none}");
+    assert!(none.contains("client-tui pair"), "{none}");
+}
+
 fn app_small() -> (App, std::time::Instant) {
     app(40, 12, true)
 }

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::ServerEvent;
@@ -173,6 +174,105 @@ impl EventSender {
     }
 }
 
+/// How a pending pairing request ended without pairing (`pair_closed.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairClosedReason {
+    /// Its code's lifetime ran out.
+    Expired,
+    /// Its code took the last wrong answer it was allowed.
+    Exhausted,
+    /// Its connection ended: the client left, broke the protocol, or was evicted.
+    Cancelled,
+    /// Another request took its place in a full pending table.
+    Displaced,
+    /// Pairing closed while it waited.
+    PairingClosed,
+}
+
+impl PairClosedReason {
+    /// A few words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PairClosedReason::Expired => "the code expired",
+            PairClosedReason::Exhausted => "too many wrong codes",
+            PairClosedReason::Cancelled => "the client left",
+            PairClosedReason::Displaced => "displaced by another request",
+            PairClosedReason::PairingClosed => "pairing closed",
+        }
+    }
+}
+
+/// Why an authenticated session ended (`disconnected.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectReason {
+    /// The client closed the connection.
+    ClosedByClient,
+    /// No message arrived within the idle timeout.
+    Idle,
+    /// The client was revoked (by the operator, or by its own `unpair` elsewhere).
+    Revoked,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// A write did not complete within the write timeout: the client stopped reading.
+    StoppedReading,
+    /// A write failed.
+    WriteFailed,
+    /// The client unpaired itself.
+    Unpaired,
+    /// The client asked to unpair, and saving that failed.
+    UnpairFailed,
+    /// The client sent a message that is not valid in a session.
+    UnexpectedMessage,
+    /// The client sent a frame that holds no valid message.
+    BadMessage,
+    /// The client announced a frame over the size limit.
+    FrameTooLarge,
+    /// Reading from the connection failed.
+    ReadFailed,
+}
+
+impl DisconnectReason {
+    /// A few words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DisconnectReason::ClosedByClient => "closed by client",
+            DisconnectReason::Idle => "idle (no message within the idle timeout)",
+            DisconnectReason::Revoked => "revoked",
+            DisconnectReason::ShuttingDown => "server shutting down",
+            DisconnectReason::StoppedReading => "client stopped reading",
+            DisconnectReason::WriteFailed => "write failed",
+            DisconnectReason::Unpaired => "unpaired by client",
+            DisconnectReason::UnpairFailed => "unpairing could not be saved",
+            DisconnectReason::UnexpectedMessage => "unexpected message",
+            DisconnectReason::BadMessage => "malformed message",
+            DisconnectReason::FrameTooLarge => "frame too large",
+            DisconnectReason::ReadFailed => "read failed",
+        }
+    }
+}
+
+/// Who removed a client from the registry (`revoked.by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokedBy {
+    /// The server's operator (`x` in the interface, `server-tui forget`, the control socket).
+    Operator,
+    /// The client itself, with `unpair`.
+    Client,
+}
+
+impl RevokedBy {
+    /// What the client's other open sessions are told.
+    pub fn notice(self) -> &'static str {
+        match self {
+            RevokedBy::Operator => "this client was revoked by the server's operator",
+            RevokedBy::Client => "this client was unpaired from another session",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +294,44 @@ mod tests {
         ServerEvent::Warning {
             message: "w".into(),
         }
+    }
+
+    #[test]
+    fn reasons_are_serialised_as_the_snake_case_codes_scripts_read() {
+        let code = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        let closed = [
+            (PairClosedReason::Expired, "expired"),
+            (PairClosedReason::Exhausted, "exhausted"),
+            (PairClosedReason::Cancelled, "cancelled"),
+            (PairClosedReason::Displaced, "displaced"),
+            (PairClosedReason::PairingClosed, "pairing_closed"),
+        ];
+        for (r, want) in closed {
+            assert_eq!(code(serde_json::to_value(r).unwrap()), want);
+        }
+        for (r, want) in [
+            (RevokedBy::Operator, "operator"),
+            (RevokedBy::Client, "client"),
+        ] {
+            assert_eq!(code(serde_json::to_value(r).unwrap()), want);
+        }
+        let event = ServerEvent::Disconnected {
+            session_id: 3,
+            client_name: "c".into(),
+            client_addr: SocketAddr::from(([10, 0, 0, 1], 9)),
+            client_id: PeerId([1; 32]),
+            reason: DisconnectReason::StoppedReading,
+        };
+        let v = serde_json::to_value(&event).unwrap();
+        assert_eq!(v["event"], "disconnected");
+        assert_eq!(v["reason"], "stopped_reading");
+        let moved = ServerEvent::AddressesChanged {
+            addrs: vec!["10.0.0.7".parse().unwrap()],
+        };
+        assert_eq!(
+            serde_json::to_value(&moved).unwrap(),
+            serde_json::json!({"event": "addresses_changed", "addrs": ["10.0.0.7"]})
+        );
     }
 
     #[test]

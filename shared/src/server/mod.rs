@@ -3,15 +3,21 @@
 //!
 //! Modelled on mini-redis: [`Server::run`] takes a bound listener and a shutdown future, a
 //! connection table caps connections (evicting the oldest unauthenticated one rather than
-//! refusing a new one), and a broadcast channel tells handlers to stop.
+//! refusing a new one), and a broadcast channel tells handlers to stop. While it runs, the
+//! engine also follows the machine's addresses ([`addrs`]) and reports their changes; the
+//! discovery service re-advertises from the same readings.
 
+pub mod addrs;
+mod auth;
 mod conn;
 mod conns;
 #[cfg(unix)]
 pub mod control;
 pub mod events;
 pub mod guard;
+mod pair;
 mod registry;
+mod session;
 pub mod tasks;
 
 use std::collections::HashMap;
@@ -24,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
-pub use events::EventSender;
+pub use events::{DisconnectReason, EventSender, PairClosedReason, RevokedBy};
 pub use guard::{
     BudgetPolicy, ClosedReason, GateChange, OpenedBy, PairingMode, PairingPolicy, PairingStatus,
 };
@@ -70,6 +76,8 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// How often batched registry changes are written.
     pub flush_interval: Duration,
+    /// How often the machine's addresses are read, to notice a change.
+    pub address_poll: Duration,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +97,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(10),
             flush_interval: Duration::from_secs(5),
+            address_poll: addrs::DEFAULT_POLL,
         }
     }
 }
@@ -109,6 +118,15 @@ pub enum ServerEvent {
         server_short: String,
         /// Server name.
         name: String,
+        /// Where clients can reach it: the bound address, or for an unspecified one this
+        /// machine's non-loopback addresses (see [`addrs::reachable`]).
+        addrs: Vec<IpAddr>,
+    },
+    /// The machine's addresses changed, and with them where clients can reach the server.
+    AddressesChanged {
+        /// Where clients can reach it now, as in `listening`; empty when the machine has no
+        /// address but loopback.
+        addrs: Vec<IpAddr>,
     },
     /// A client asks to pair: show `code` to the operator.
     PairRequest {
@@ -148,9 +166,8 @@ pub enum ServerEvent {
     PairClosed {
         /// The request.
         request_id: u64,
-        /// `expired`, `exhausted`, `cancelled` (the client left), `displaced` (another request
-        /// took its place) or `pairing_closed`.
-        reason: String,
+        /// Why.
+        reason: PairClosedReason,
     },
     /// Pairing is accepted again (a window opened, or a closure ended).
     PairingOpened {
@@ -230,7 +247,7 @@ pub enum ServerEvent {
         /// Client id.
         client_id: PeerId,
         /// Why it ended.
-        reason: String,
+        reason: DisconnectReason,
     },
     /// A token was refused.
     AuthFailed {
@@ -262,8 +279,8 @@ pub enum ServerEvent {
         client_id: PeerId,
         /// Client name.
         client_name: String,
-        /// `operator` or `client`.
-        by: String,
+        /// Who.
+        by: RevokedBy,
     },
     /// A notice was pushed to connected clients.
     NoticeSent {
@@ -316,16 +333,12 @@ pub enum RevokeError {
     State(#[from] StateError),
 }
 
-/// What a revoked session is told, by who revoked it.
-const REVOKED_BY_OPERATOR: &str = "this client was revoked by the server's operator";
-const REVOKED_BY_CLIENT: &str = "this client was unpaired from another session";
-
 struct SessionEntry {
     client_id: PeerId,
     /// Notices; bounded, so a client that stops reading loses notices, not server memory.
     notices: mpsc::Sender<Arc<str>>,
     /// Fires once to cut the session; never lost to a full queue.
-    revoke: Option<tokio::sync::oneshot::Sender<&'static str>>,
+    revoke: Option<tokio::sync::oneshot::Sender<RevokedBy>>,
 }
 
 struct Shared {
@@ -344,6 +357,8 @@ struct Shared {
     events: Option<EventSender>,
     started: Instant,
     shutdown: broadcast::Sender<()>,
+    /// The machine's interface addresses as last read (loopback included).
+    interfaces: watch::Sender<Vec<IpAddr>>,
 }
 
 impl Shared {
@@ -468,6 +483,7 @@ impl Server {
                 events,
                 started: Instant::now(),
                 shutdown,
+                interfaces: watch::Sender::new(addrs::interface_addrs()),
             }),
         })
     }
@@ -520,29 +536,29 @@ impl Server {
             [one] => one.clone(),
             many => return Err(RevokeError::Ambiguous(query.to_string(), many.len())),
         };
-        self.revoke_id(&record.client_id, "operator").await?;
+        self.revoke_id(&record.client_id, RevokedBy::Operator)
+            .await?;
         Ok(record)
     }
 
-    async fn revoke_id(&self, id: &PeerId, by: &str) -> Result<Option<ClientRecord>, StateError> {
+    async fn revoke_id(
+        &self,
+        id: &PeerId,
+        by: RevokedBy,
+    ) -> Result<Option<ClientRecord>, StateError> {
         let removed = self.shared.registry.revoke(id).await?;
         if let Some(r) = &removed {
-            let why = if by == "client" {
-                REVOKED_BY_CLIENT
-            } else {
-                REVOKED_BY_OPERATOR
-            };
             for s in self.shared.sessions().values_mut() {
                 if s.client_id == *id
                     && let Some(tx) = s.revoke.take()
                 {
-                    let _ = tx.send(why);
+                    let _ = tx.send(by);
                 }
             }
             self.shared.emit(ServerEvent::Revoked {
                 client_id: *id,
                 client_name: r.name.clone(),
-                by: by.to_string(),
+                by,
             });
         }
         Ok(removed)
@@ -610,12 +626,14 @@ impl Server {
     /// connection and save the registry.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
+        let tracker = addrs::Tracker::new(addr.ip(), &self.shared.interfaces.borrow());
         self.shared.emit(ServerEvent::Listening {
             addr,
             port: addr.port(),
             server_id: self.id(),
             server_short: self.id().short(),
             name: self.name().to_string(),
+            addrs: tracker.current().to_vec(),
         });
         {
             // A window-mode server starts closed: say so, so the operator knows to open it.
@@ -642,12 +660,14 @@ impl Server {
             })
         };
         let housekeeping = tokio::spawn(housekeeping(self.shared.clone()));
+        let addresses = tokio::spawn(follow_addresses(self.shared.clone(), tracker));
         tokio::select! {
             res = self.accept_loop(&listener) => { res?; }
             _ = shutdown => {}
         }
         flusher.abort();
         housekeeping.abort();
+        addresses.abort();
         drop(listener);
         let _ = self.shared.shutdown.send(());
         // Give handlers a moment to say goodbye; each holds its slot until it ends.
@@ -733,30 +753,99 @@ async fn housekeeping(shared: Arc<Shared>) {
     }
 }
 
-/// Discovery answering for a running server: UDP probe replies and the mDNS advertisement.
-/// Stops when dropped.
+/// Read the machine's addresses every `address_poll`; publish each new reading (for the
+/// discovery service) and report a change of where clients can reach the listener.
+async fn follow_addresses(shared: Arc<Shared>, mut tracker: addrs::Tracker) {
+    let mut tick =
+        tokio::time::interval(shared.config.address_poll.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = addrs::interface_addrs();
+        shared.interfaces.send_if_modified(|seen| {
+            let changed = *seen != now;
+            if changed {
+                seen.clone_from(&now);
+            }
+            changed
+        });
+        if let Some(reachable) = tracker.observe(&now) {
+            shared.emit(ServerEvent::AddressesChanged {
+                addrs: reachable.to_vec(),
+            });
+        }
+    }
+}
+
+/// Discovery answering for a running server: UDP probe replies and the mDNS advertisement,
+/// which follows the machine's addresses while [`Server::run`] reads them. Stops when dropped.
 #[derive(Debug)]
 pub struct DiscoveryService {
     udp: tokio::task::JoinHandle<()>,
-    mdns: Option<crate::discovery::mdns::Advertiser>,
+    mdns: Option<tokio::task::JoinHandle<()>>,
+    advertised: watch::Receiver<Vec<IpAddr>>,
 }
 
 impl DiscoveryService {
-    /// Whether mDNS advertising is active.
+    /// Whether an mDNS record is registered now.
     pub fn advertising(&self) -> bool {
-        self.mdns.is_some()
+        !self.advertised.borrow().is_empty()
+    }
+
+    /// The addresses the mDNS record carries now; empty when none is registered (mDNS is
+    /// off, the bind is loopback, or the machine has no address but loopback).
+    pub fn advertised(&self) -> Vec<IpAddr> {
+        self.advertised.borrow().clone()
     }
 }
 
 impl Drop for DiscoveryService {
     fn drop(&mut self) {
         self.udp.abort();
+        if let Some(mdns) = &self.mdns {
+            mdns.abort();
+        }
+    }
+}
+
+/// Keep the mDNS record of a listener bound to `bound` in step with the machine's addresses:
+/// re-registered whenever the advertisable ones change, withdrawn while there are none.
+struct Advertising {
+    shared: Arc<Shared>,
+    bound: SocketAddr,
+    record: crate::discovery::mdns::Advertiser,
+    interfaces: watch::Receiver<Vec<IpAddr>>,
+    published: watch::Sender<Vec<IpAddr>>,
+}
+
+impl Advertising {
+    /// Register what the latest reading allows, and publish what the record carries.
+    async fn refresh(&mut self) {
+        let want = addrs::advertisable(self.bound.ip(), &self.interfaces.borrow_and_update());
+        if let Err(e) = self.record.set_addrs(&want).await {
+            self.shared.emit(ServerEvent::Warning {
+                message: format!("mDNS advertising unavailable: {e}"),
+            });
+        }
+        self.published.send_replace(self.record.addrs().to_vec());
+    }
+
+    async fn follow(mut self) {
+        while self.interfaces.changed().await.is_ok() {
+            self.refresh().await;
+        }
+        // The engine is gone; keep the record until the service is dropped.
+        std::future::pending::<()>().await;
     }
 }
 
 impl Server {
     /// Answer UDP probes on the address and port the TCP listener is bound to (`bound`), and
-    /// advertise over mDNS when `mdns` is set and the address is not loopback.
+    /// advertise over mDNS when `mdns` is set: the machine's non-loopback addresses (or the
+    /// bound one), re-registered as they change, and nothing while there are none.
+    ///
+    /// A UDP announce names no address: the client takes the datagram's source, so a reply
+    /// to a probe from the LAN always carries the address that probe reached.
     pub async fn serve_discovery(
         &self,
         bound: SocketAddr,
@@ -769,25 +858,31 @@ impl Server {
             port: bound.port(),
         };
         let udp = tokio::spawn(crate::discovery::answer_probes(socket, info));
+        let (published, advertised) = watch::channel(Vec::new());
         let mdns = if mdns {
-            match crate::discovery::mdns::Advertiser::start(
-                bound.ip(),
-                bound.port(),
-                self.id(),
-                self.name(),
-            ) {
-                Ok(a) => a,
-                Err(e) => {
-                    self.shared.emit(ServerEvent::Warning {
-                        message: format!("mDNS advertising unavailable: {e}"),
-                    });
-                    None
-                }
-            }
+            let mut advertising = Advertising {
+                shared: self.shared.clone(),
+                bound,
+                record: crate::discovery::mdns::Advertiser::new(
+                    bound.ip(),
+                    bound.port(),
+                    self.id(),
+                    self.name(),
+                ),
+                interfaces: self.shared.interfaces.subscribe(),
+                published,
+            };
+            // The first registration is done before this returns; changes follow.
+            advertising.refresh().await;
+            Some(tokio::spawn(advertising.follow()))
         } else {
             None
         };
-        Ok(DiscoveryService { udp, mdns })
+        Ok(DiscoveryService {
+            udp,
+            mdns,
+            advertised,
+        })
     }
 }
 

@@ -1,0 +1,418 @@
+//! An authenticated session: requests (pipelined, answered in batches), notices,
+//! keep-alive, revocation and shutdown, until one of them ends it.
+//!
+//! Owns the session's registration (what `notify_all`, `revoke` and the client list see
+//! while it lives), dispatching each message, and writing replies with one flush per batch.
+//! It must not decide who may have a session: pairing or authentication settled that.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::conn::{Conn, ConnCtx, fail_read};
+use super::events::{DisconnectReason, RevokedBy};
+use super::registry::Standing;
+use super::{Server, ServerEvent, SessionEntry, Shared, TaskContext};
+use crate::connection::ConnectionError;
+use crate::frame::FrameError;
+use crate::identity::PeerId;
+use crate::message::{ErrorCode, Message, RepairReason, TaskErrorBody};
+
+/// Notices queued per session; a client that stops reading loses notices, not server memory.
+const NOTICE_QUEUE: usize = 64;
+
+/// A session's entry in the server's table, removed (and the count of connected clients
+/// lowered) on drop, however the session ends.
+struct Registration<'a> {
+    shared: &'a Shared,
+    session_id: u64,
+}
+
+impl<'a> Registration<'a> {
+    /// Register a session of `client_id` under `pairing_id`; returns it with its notices and
+    /// its revocation.
+    fn open(
+        shared: &'a Shared,
+        client_id: PeerId,
+        pairing_id: &str,
+    ) -> (Self, mpsc::Receiver<Arc<str>>, oneshot::Receiver<RevokedBy>) {
+        let session_id = shared.next_id();
+        let (notices, notices_rx) = mpsc::channel(NOTICE_QUEUE);
+        let (revoke, revoked) = oneshot::channel();
+        shared.sessions().insert(
+            session_id,
+            SessionEntry {
+                client_id,
+                notices,
+                revoke: Some(revoke),
+            },
+        );
+        shared.connected.fetch_add(1, Ordering::Relaxed);
+        // A revocation between the token check and the registration above found no session
+        // to close: look again now that this one is visible.
+        let still_paired = matches!(
+            shared.registry.standing(&client_id),
+            Standing::Paired(r) if r.pairing_id == pairing_id
+        );
+        if !still_paired {
+            let late = shared
+                .sessions()
+                .get_mut(&session_id)
+                .and_then(|s| s.revoke.take());
+            if let Some(tx) = late {
+                let _ = tx.send(RevokedBy::Operator);
+            }
+        }
+        (Self { shared, session_id }, notices_rx, revoked)
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shared.sessions().remove(&self.session_id);
+        self.shared.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Run the session of `name` until it ends; the operator is told when it starts and why it
+/// ended.
+pub(super) async fn run(
+    ctx: &ConnCtx,
+    server: &Server,
+    mut conn: Conn,
+    name: String,
+    pairing_id: String,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    let shared = &*ctx.shared;
+    let client_id = ctx.info.peer_id;
+    let (registration, mut notices, mut revoked) =
+        Registration::open(shared, client_id, &pairing_id);
+    let session_id = registration.session_id;
+    shared.registry.touch(&client_id, ctx.peer);
+    shared.emit(ServerEvent::Connected {
+        session_id,
+        client_name: name.clone(),
+        client_addr: ctx.peer,
+        client_id,
+    });
+    let live = Live {
+        ctx,
+        server,
+        name: &name,
+        session_id,
+    };
+    let reason = live
+        .serve(&mut conn, &mut notices, &mut revoked, &mut shutdown)
+        .await;
+    conn.close().await;
+    drop(registration);
+    shared.emit(ServerEvent::Disconnected {
+        session_id,
+        client_name: name,
+        client_addr: ctx.peer,
+        client_id,
+        reason,
+    });
+}
+
+/// A finished request: its response, the task's name, whether it succeeded, when it started.
+type Done = (Message, String, bool, Instant);
+
+/// What one message from the client asks for.
+enum Dispatch {
+    /// Nothing more (answered, or nothing to answer).
+    Continue,
+    /// Run a task.
+    Run {
+        id: u64,
+        task: String,
+        args: Vec<String>,
+    },
+    /// The session ends.
+    End(DisconnectReason),
+}
+
+/// What a running session keeps at hand.
+struct Live<'a> {
+    ctx: &'a ConnCtx,
+    server: &'a Server,
+    name: &'a str,
+    session_id: u64,
+}
+
+impl Live<'_> {
+    async fn serve(
+        &self,
+        conn: &mut Conn,
+        notices: &mut mpsc::Receiver<Arc<str>>,
+        revoked: &mut oneshot::Receiver<RevokedBy>,
+        shutdown: &mut broadcast::Receiver<()>,
+    ) -> DisconnectReason {
+        let config = &self.ctx.shared.config;
+        let mut inflight = FuturesUnordered::new();
+        let mut last_heard = Instant::now();
+        let mut keepalive = tokio::time::interval(config.keepalive.min(config.idle_timeout));
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        keepalive.tick().await;
+        loop {
+            tokio::select! {
+                // In this order: every request already received is read before the replies
+                // are written, so a pipelined batch is answered with one flush (one TLS
+                // record, one syscall) instead of one per reply. Reading pauses at
+                // `max_inflight`, so replies are never starved.
+                biased;
+                _ = shutdown.recv() => return DisconnectReason::ShuttingDown,
+                _ = keepalive.tick() => {
+                    if let Err(why) = self.keep_alive(conn, last_heard.elapsed()).await {
+                        return why;
+                    }
+                }
+                by = &mut *revoked => {
+                    let by = by.unwrap_or(RevokedBy::Operator);
+                    let _ = conn.send(&Message::Error {
+                        code: ErrorCode::Revoked,
+                        message: by.notice().to_string(),
+                        reason: Some(RepairReason::Revoked),
+                    }).await;
+                    return DisconnectReason::Revoked;
+                }
+                Some(text) = notices.recv() => {
+                    let m = Message::Notice { text: text.to_string(), at_ms: crate::unix_now_ms() };
+                    if let Err(why) = send_within(conn, &m, config.write_timeout).await {
+                        return why;
+                    }
+                }
+                read = conn.read::<Message>(), if inflight.len() < config.max_inflight => {
+                    last_heard = Instant::now();
+                    match self.dispatch(conn, read).await {
+                        Dispatch::Continue => {}
+                        Dispatch::Run { id, task, args } => inflight.push(self.run_task(id, task, args)),
+                        Dispatch::End(why) => return why,
+                    }
+                }
+                Some(done) = inflight.next(), if !inflight.is_empty() => {
+                    if let Err(why) = self.answer(conn, done, &mut inflight).await {
+                        return why;
+                    }
+                }
+            }
+        }
+    }
+
+    /// On each keep-alive tick: end a session that has been silent too long, and ping one
+    /// that has been quiet for a while.
+    async fn keep_alive(&self, conn: &mut Conn, quiet: Duration) -> Result<(), DisconnectReason> {
+        let config = &self.ctx.shared.config;
+        if quiet >= config.idle_timeout {
+            let bye = Message::error(
+                ErrorCode::Timeout,
+                format!("no message for {} s", quiet.as_secs()),
+            );
+            let _ = tokio::time::timeout(config.write_timeout, conn.send(&bye)).await;
+            return Err(DisconnectReason::Idle);
+        }
+        if quiet >= config.keepalive {
+            send_within(conn, &Message::Ping {}, config.write_timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Act on one read from the client.
+    async fn dispatch(
+        &self,
+        conn: &mut Conn,
+        read: Result<Option<Message>, ConnectionError>,
+    ) -> Dispatch {
+        let shared = &self.ctx.shared;
+        let client_id = self.ctx.info.peer_id;
+        let message = match read {
+            Ok(Some(m)) => m,
+            Ok(None) => return Dispatch::End(DisconnectReason::ClosedByClient),
+            Err(e) => {
+                let why = read_failure(&e);
+                fail_read(conn, e).await;
+                return Dispatch::End(why);
+            }
+        };
+        match message {
+            Message::Pong {} => Dispatch::Continue,
+            Message::Ping {} => {
+                match send_within(conn, &Message::Pong {}, shared.config.write_timeout).await {
+                    Ok(()) => Dispatch::Continue,
+                    Err(why) => Dispatch::End(why),
+                }
+            }
+            Message::Request { id, task, args } => {
+                *shared
+                    .tasks_run
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(client_id)
+                    .or_default() += 1;
+                Dispatch::Run { id, task, args }
+            }
+            Message::Unpair {} => {
+                if let Err(e) = self.server.revoke_id(&client_id, RevokedBy::Client).await {
+                    self.ctx.warn(format!("saving an unpairing failed: {e}"));
+                    let _ = conn
+                        .send(&Message::error(
+                            ErrorCode::Internal,
+                            "the server could not save the change",
+                        ))
+                        .await;
+                    return Dispatch::End(DisconnectReason::UnpairFailed);
+                }
+                let _ = conn.send(&Message::Unpaired {}).await;
+                Dispatch::End(DisconnectReason::Unpaired)
+            }
+            other => {
+                let _ = conn
+                    .send(&Message::error(
+                        ErrorCode::UnexpectedMessage,
+                        format!("{} is not valid in a session", other.kind()),
+                    ))
+                    .await;
+                Dispatch::End(DisconnectReason::UnexpectedMessage)
+            }
+        }
+    }
+
+    fn task_context(&self) -> TaskContext {
+        let shared = &self.ctx.shared;
+        TaskContext {
+            client_id: self.ctx.info.peer_id,
+            client_name: self.name.to_string(),
+            server_name: shared.config.name.clone(),
+            server_id: shared.identity.id(),
+            uptime: shared.started.elapsed(),
+            connected_clients: shared.connected.load(Ordering::Relaxed),
+            paired_clients: shared.registry.len(),
+        }
+    }
+
+    /// Run request `id`; the future yields its response.
+    fn run_task(
+        &self,
+        id: u64,
+        task: String,
+        args: Vec<String>,
+    ) -> impl Future<Output = Done> + Send + 'static {
+        let fut = self.ctx.shared.tasks.call(&task, self.task_context(), args);
+        async move {
+            let started = Instant::now();
+            let result = fut.await;
+            let ok = result.is_ok();
+            let msg = match result {
+                Ok(value) => Message::Response {
+                    id,
+                    ok: true,
+                    result: value,
+                    error: None,
+                },
+                Err(e) => Message::Response {
+                    id,
+                    ok: false,
+                    result: serde_json::Value::Null,
+                    error: Some(TaskErrorBody {
+                        code: e.code,
+                        message: e.message,
+                    }),
+                },
+            };
+            (msg, task, ok, started)
+        }
+    }
+
+    /// Write `first` and every other response that is ready, then flush once. A client that
+    /// stops reading fills its buffers; it is disconnected rather than allowed to pin memory.
+    async fn answer<F: Future<Output = Done>>(
+        &self,
+        conn: &mut Conn,
+        first: Done,
+        inflight: &mut FuturesUnordered<F>,
+    ) -> Result<(), DisconnectReason> {
+        let shared = &self.ctx.shared;
+        let mut batch = vec![first];
+        while let Some(Some(more)) = inflight.next().now_or_never() {
+            batch.push(more);
+        }
+        let deadline = tokio::time::Instant::now() + shared.config.write_timeout;
+        for (msg, task, ok, started) in batch {
+            shared.emit(ServerEvent::Request {
+                session_id: self.session_id,
+                client_name: self.name.to_string(),
+                client_id: self.ctx.info.peer_id,
+                task,
+                ok,
+                elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            });
+            written(tokio::time::timeout_at(deadline, write_response(conn, msg)).await)?;
+        }
+        written(tokio::time::timeout_at(deadline, conn.flush()).await)
+    }
+}
+
+/// A write's outcome as a reason to end: not done in time means the client stopped reading.
+fn written(
+    result: Result<Result<(), ConnectionError>, tokio::time::error::Elapsed>,
+) -> Result<(), DisconnectReason> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(DisconnectReason::WriteFailed),
+        Err(_) => Err(DisconnectReason::StoppedReading),
+    }
+}
+
+/// Send one message within `limit`.
+async fn send_within(
+    conn: &mut Conn,
+    msg: &Message,
+    limit: Duration,
+) -> Result<(), DisconnectReason> {
+    written(tokio::time::timeout(limit, conn.send(msg)).await)
+}
+
+/// Why a failed read ends the session.
+fn read_failure(e: &ConnectionError) -> DisconnectReason {
+    match e {
+        ConnectionError::Frame(FrameError::TooLarge { .. }) => DisconnectReason::FrameTooLarge,
+        ConnectionError::Malformed(_) => DisconnectReason::BadMessage,
+        ConnectionError::Closed | ConnectionError::Frame(FrameError::Truncated) => {
+            DisconnectReason::ClosedByClient
+        }
+        ConnectionError::Frame(FrameError::Io(_)) | ConnectionError::Timeout => {
+            DisconnectReason::ReadFailed
+        }
+    }
+}
+
+/// Queue a response; one too large for a frame becomes an error response instead.
+async fn write_response(conn: &mut Conn, msg: Message) -> Result<(), ConnectionError> {
+    let id = match &msg {
+        Message::Response { id, .. } => *id,
+        _ => 0,
+    };
+    match conn.feed(&msg).await {
+        Err(ConnectionError::Frame(FrameError::TooLarge { declared, max })) => {
+            conn.feed(&Message::Response {
+                id,
+                ok: false,
+                result: serde_json::Value::Null,
+                error: Some(TaskErrorBody {
+                    code: "too_large".into(),
+                    message: format!(
+                        "the result ({declared} bytes) exceeds the {max}-byte frame limit"
+                    ),
+                }),
+            })
+            .await
+        }
+        other => other,
+    }
+}
