@@ -1,5 +1,6 @@
-//! The operator's event stream: a bounded channel from the engine to whoever renders it,
-//! with refusals coalesced into a periodic [`ServerEvent::Summary`].
+//! What the server reports to its operator ([`ServerEvent`] and the reasons it carries), and
+//! the bounded channel the events travel on from the engine to whoever renders them, with
+//! refusals coalesced into a periodic [`ServerEvent::Summary`].
 //!
 //! Owns what reaches the operator and what is only counted. The network never waits for the
 //! operator: when the reader is slow and the channel is full, events are dropped and counted,
@@ -8,15 +9,210 @@
 //! counted by reason and address, and the summary says "N failures from M addresses".
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::ServerEvent;
-use crate::message::PairFailure;
+use super::guard::{ClosedReason, OpenedBy, PairingMode};
+use crate::identity::PeerId;
+use crate::message::{PairFailure, RepairReason};
+
+/// What the server reports to its operator. Serialised with an `event` tag for `--json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// The listener is up.
+    Listening {
+        /// Bound address.
+        addr: SocketAddr,
+        /// Bound port.
+        port: u16,
+        /// Full server id.
+        server_id: PeerId,
+        /// Short server id.
+        server_short: String,
+        /// Server name.
+        name: String,
+        /// Where clients can reach it: the bound address, or for an unspecified one this
+        /// machine's non-loopback addresses (see [`super::addrs::reachable`]).
+        addrs: Vec<IpAddr>,
+    },
+    /// The machine's addresses changed, and with them where clients can reach the server.
+    AddressesChanged {
+        /// Where clients can reach it now, as in `listening`; empty when the machine has no
+        /// address but loopback.
+        addrs: Vec<IpAddr>,
+    },
+    /// A client asks to pair: show `code` to the operator.
+    PairRequest {
+        /// Identifies this request in later events.
+        request_id: u64,
+        /// Name the client gave.
+        client_name: String,
+        /// Where it connects from.
+        client_addr: SocketAddr,
+        /// Its key id.
+        client_id: PeerId,
+        /// Short form of its id.
+        client_short: String,
+        /// The one-time code.
+        code: String,
+        /// Seconds until the code expires.
+        expires_in_s: u64,
+        /// Wrong answers allowed.
+        attempts_left: u32,
+    },
+    /// A pairing attempt or request failed.
+    PairFailed {
+        /// The request, if one was pending.
+        request_id: Option<u64>,
+        /// Name the client gave.
+        client_name: String,
+        /// Where it connects from.
+        client_addr: SocketAddr,
+        /// Its key id.
+        client_id: PeerId,
+        /// Why.
+        reason: PairFailure,
+        /// Wrong answers still allowed for the code.
+        attempts_left: u32,
+    },
+    /// A pending request ended without pairing.
+    PairClosed {
+        /// The request.
+        request_id: u64,
+        /// Why.
+        reason: PairClosedReason,
+    },
+    /// Pairing is accepted again (a window opened, or a closure ended).
+    PairingOpened {
+        /// The server's pairing mode.
+        mode: PairingMode,
+        /// Who opened it.
+        by: OpenedBy,
+        /// Seconds until a window closes by itself.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        closes_in_s: Option<u64>,
+    },
+    /// Pairing is refused from now on; requests get `pairing_closed`.
+    PairingClosed {
+        /// The server's pairing mode.
+        mode: PairingMode,
+        /// Why.
+        reason: ClosedReason,
+        /// Seconds until it reopens by itself (after a spent budget in request mode).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reopens_in_s: Option<u64>,
+        /// Wrong answers allowed per budget window.
+        budget: u32,
+        /// The budget window, seconds.
+        budget_window_s: u64,
+    },
+    /// What was held back during the last interval: refusals beyond the burst shown one by
+    /// one, events dropped because the reader was behind, connections evicted.
+    Summary {
+        /// Length of the interval, milliseconds.
+        interval_ms: u64,
+        /// Refusals in the interval (shown and not).
+        failures: u64,
+        /// How many of them were shown one by one.
+        shown: u64,
+        /// Distinct addresses they came from.
+        addresses: u64,
+        /// Whether there were more addresses than counted.
+        addresses_capped: bool,
+        /// Refusals by reason (`rate_limited`, `pairing_closed`, `too_many_pending`,
+        /// `already_pending`, `auth_failed`, `other`).
+        reasons: std::collections::BTreeMap<String, u64>,
+        /// Events dropped because the reader was behind.
+        dropped: u64,
+        /// Unauthenticated connections closed to make room for new ones.
+        evicted: u64,
+    },
+    /// A client paired successfully and was saved.
+    Paired {
+        /// The request that succeeded.
+        request_id: u64,
+        /// Client name.
+        client_name: String,
+        /// Client address.
+        client_addr: SocketAddr,
+        /// Client id.
+        client_id: PeerId,
+    },
+    /// An authenticated session started.
+    Connected {
+        /// Session number.
+        session_id: u64,
+        /// Client name.
+        client_name: String,
+        /// Client address.
+        client_addr: SocketAddr,
+        /// Client id.
+        client_id: PeerId,
+    },
+    /// An authenticated session ended.
+    Disconnected {
+        /// Session number.
+        session_id: u64,
+        /// Client name.
+        client_name: String,
+        /// Client address.
+        client_addr: SocketAddr,
+        /// Client id.
+        client_id: PeerId,
+        /// Why it ended.
+        reason: DisconnectReason,
+    },
+    /// A token was refused.
+    AuthFailed {
+        /// Where it came from.
+        client_addr: SocketAddr,
+        /// The key that presented it.
+        client_id: PeerId,
+        /// Why.
+        reason: RepairReason,
+    },
+    /// A task ran.
+    Request {
+        /// Session number.
+        session_id: u64,
+        /// Client name.
+        client_name: String,
+        /// Client id.
+        client_id: PeerId,
+        /// Task name.
+        task: String,
+        /// Whether it succeeded.
+        ok: bool,
+        /// Time it took, microseconds.
+        elapsed_us: u64,
+    },
+    /// A client was removed from the registry.
+    Revoked {
+        /// Client id.
+        client_id: PeerId,
+        /// Client name.
+        client_name: String,
+        /// Who.
+        by: RevokedBy,
+    },
+    /// A notice was pushed to connected clients.
+    NoticeSent {
+        /// The text.
+        text: String,
+        /// How many sessions it was queued for.
+        recipients: usize,
+    },
+    /// Something went wrong that the operator should know about.
+    Warning {
+        /// What.
+        message: String,
+    },
+}
 
 /// Events the channel holds before new ones are dropped (about 1 MiB of events).
 pub const DEFAULT_CAPACITY: usize = 4096;
