@@ -116,8 +116,43 @@ impl RunHandle {
         })
     }
 
+    /// A handle on the run's stdin, for another task to feed while this one reads.
+    pub fn input(&self) -> RunInput {
+        RunInput {
+            id: self.id,
+            cmds: self.cmds.clone(),
+            stdin: self.stdin.clone(),
+        }
+    }
+
     /// Send `data` to the program's stdin, waiting for credit as the program takes it.
     pub async fn write_stdin(&self, data: &[u8]) -> Result<(), ClientError> {
+        self.input().write(data).await
+    }
+
+    /// No more stdin: the program sees the end of its input.
+    pub fn close_stdin(&self) {
+        self.input().close();
+    }
+
+    /// Ask the server to stop the run; its `Exit` (status `stopped`, `cancelled`) follows.
+    pub fn cancel(&self) {
+        let _ = self.cmds.send(RunCmd::Cancel { id: self.id });
+    }
+}
+
+/// The stdin of a run, detached from its [`RunHandle`] so that one task can feed it while
+/// another reads the output.
+#[derive(Debug, Clone)]
+pub struct RunInput {
+    id: u64,
+    cmds: mpsc::UnboundedSender<RunCmd>,
+    stdin: Arc<Semaphore>,
+}
+
+impl RunInput {
+    /// Send `data`, waiting for credit as the program takes it; fails once the run ended.
+    pub async fn write(&self, data: &[u8]) -> Result<(), ClientError> {
         let ended = || ClientError::Closed("the run has ended".into());
         let mut at = 0;
         while at < data.len() {
@@ -144,13 +179,8 @@ impl RunHandle {
     }
 
     /// No more stdin: the program sees the end of its input.
-    pub fn close_stdin(&self) {
+    pub fn close(&self) {
         let _ = self.cmds.send(RunCmd::InputEnd { id: self.id });
-    }
-
-    /// Ask the server to stop the run; its `Exit` (status `stopped`, `cancelled`) follows.
-    pub fn cancel(&self) {
-        let _ = self.cmds.send(RunCmd::Cancel { id: self.id });
     }
 }
 
