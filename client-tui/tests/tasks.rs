@@ -435,7 +435,7 @@ fn a_reader_that_stops_reading_holds_the_program_not_the_servers_memory() {
     let during = rss();
     // The program is still there, blocked on its pipe, long after it could have written 1 GB.
     assert!(
-        running("head\0-c\01000000000\0/dev/zero"),
+        running("head\0-c\x001000000000\0/dev/zero"),
         "the program is not running any more"
     );
     eprintln!("server RSS {before} KiB before, {during} KiB with a reader that stopped");
