@@ -222,7 +222,7 @@ pub fn run_exit_code(status: &RunStatus) -> u8 {
         RunStatus::Refused { code, .. } => match code {
             RefusalCode::BadArgs => exit::BAD_ARGS,
             RefusalCode::Forbidden => exit::FORBIDDEN,
-            RefusalCode::Busy => exit::BUSY,
+            RefusalCode::Busy | RefusalCode::ServerBusy => exit::BUSY,
             _ => exit::TASK_FAILED,
         },
         RunStatus::Stopped { reason } => match reason {

@@ -218,8 +218,10 @@ pub enum RefusalCode {
     BadArgs,
     /// This client is not in the task's `clients`.
     Forbidden,
-    /// The task's or the server's cap on concurrent runs is reached.
+    /// The task's cap on concurrent runs (`concurrency`) is reached.
     Busy,
+    /// The server's cap on concurrent runs (`max_runs`) is reached.
+    ServerBusy,
     /// The program could not be started.
     SpawnFailed,
     /// The run id is already in use on this session.
