@@ -362,6 +362,10 @@ fn injection_attempts_stay_one_argument_or_are_refused() {
     assert!(!w.marked("owned").exists(), "something reached a shell");
     // (A NUL cannot be in a command-line argument here at all; the engine's own tests send
     // one over the wire.)
+    // Longer than one argv element may be: refused, not cut.
+    let out = w.send(&["argv", &"a".repeat(200_000)]);
+    assert_eq!(out.status.code(), Some(9), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("longer than"), "{}", text(&out.stderr));
     let out = w.send(&["touch", "../etc"]);
     assert_eq!(
         out.status.code(),

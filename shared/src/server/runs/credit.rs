@@ -256,8 +256,14 @@ mod tests {
         assert_eq!(b.receive(25), Ok(()));
         assert_eq!(b.receive(1), Err(StdinRefused::OverCredit));
         assert_eq!(b.consume(100), Some(100));
-        assert_eq!(b.receive(25), Ok(()));
-        assert_eq!(b.receive(1), Err(StdinRefused::OverLimit), "250 in all");
+        assert_eq!(b.receive(75), Ok(()));
+        assert_eq!(b.consume(75), Some(75));
+        assert_eq!(b.receive(50), Ok(()), "250 in all");
+        assert_eq!(
+            b.receive(1),
+            Err(StdinRefused::OverLimit),
+            "past 250 in all"
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub enum Access {
 /// Whether the client `id`, registered as `name`, may run a task with `entries` (`None`:
 /// every paired client). `paired` lists every paired client (id, name), for the ambiguity
 /// checks.
-pub fn check<'a>(
+pub fn check(
     entries: Option<&[ClientEntry]>,
     id: &PeerId,
     name: &str,

@@ -18,9 +18,9 @@ use crate::message::{ArgInfo, TaskInfo};
 /// The `PATH` every configured program gets (a task's `env` may set another).
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// Longest value a client may pass for one argument, bytes (Linux refuses argv elements
-/// over 128 KiB anyway).
-pub const MAX_ARG_BYTES: usize = 32 * 1024;
+/// Longest value a client may pass for one argument, bytes: the most Linux takes in one argv
+/// element or environment string (128 KiB with its NUL).
+pub const MAX_ARG_BYTES: usize = 128 * 1024 - 1;
 
 /// Runs of one task at once, unless its `concurrency` says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 4;

@@ -285,6 +285,7 @@ pub fn parse(
             line,
         });
     }
+    settings.sort_by_key(|s| s.line);
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         at(
             e.span(),
