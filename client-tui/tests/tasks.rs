@@ -351,7 +351,8 @@ fn injection_attempts_stay_one_argument_or_are_refused() {
         long.as_str(),
     ] {
         let value = value.replace("MARK", w.mark.path().to_str().unwrap());
-        let out = w.send(&["argv", &value]);
+        // `--` ends the options of `send`, so a value such as `--help` is the task's.
+        let out = w.send(&["argv", "--", &value]);
         assert!(out.status.success(), "{value:?}: {}", text(&out.stderr));
         assert_eq!(
             text(&out.stdout),
@@ -360,12 +361,8 @@ fn injection_attempts_stay_one_argument_or_are_refused() {
         );
     }
     assert!(!w.marked("owned").exists(), "something reached a shell");
-    // (A NUL cannot be in a command-line argument here at all; the engine's own tests send
-    // one over the wire.)
-    // Longer than one argv element may be: refused, not cut.
-    let out = w.send(&["argv", &"a".repeat(200_000)]);
-    assert_eq!(out.status.code(), Some(9), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("longer than"), "{}", text(&out.stderr));
+    // (A NUL cannot be in a command-line argument here at all, nor a value longer than the
+    // 128 KiB Linux allows one: the engine's own tests send both over the wire.)
     let out = w.send(&["touch", "../etc"]);
     assert_eq!(
         out.status.code(),
@@ -439,7 +436,7 @@ fn a_reader_that_stops_reading_holds_the_program_not_the_servers_memory() {
     let during = rss();
     // The program is still there, blocked on its pipe, long after it could have written 1 GB.
     assert!(
-        running("head\0-c\x001000000000\0/dev/zero"),
+        running("/usr/bin/head\0-c\x001000000000\0/dev/zero"),
         "the program is not running any more"
     );
     eprintln!("server RSS {before} KiB before, {during} KiB with a reader that stopped");

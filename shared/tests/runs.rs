@@ -266,7 +266,7 @@ async fn arguments_are_checked_and_stay_single_argv_elements() {
     assert!(matches!(r.status, RunStatus::Refused { .. }));
     assert!(!Path::new(&format!("{target}/../x")).exists());
 
-    let long = "x".repeat(30_000);
+    let long = "x".repeat(100_000);
     for value in [
         "; rm -rf /",
         "$(touch /tmp/csc-pwned)",
@@ -287,6 +287,15 @@ async fn arguments_are_checked_and_stay_single_argv_elements() {
         );
     }
     assert!(!Path::new("/tmp/csc-pwned").exists());
+    // Longer than Linux takes in one argument: refused, never cut.
+    let huge = "x".repeat(200_000);
+    match run(&s, "argv", &[&huge]).await.status {
+        RunStatus::Refused { code, message } => {
+            assert_eq!(code, RefusalCode::BadArgs);
+            assert!(message.contains("longer than"), "{message}");
+        }
+        other => panic!("expected refused, got {other:?}"),
+    }
     let nul = run(&s, "argv", &["a\0b"]).await;
     assert!(matches!(
         nul.status,
