@@ -315,6 +315,17 @@ impl Report {
             row(
                 &mut t,
                 &format!(
+                    "one run of /bin/true, asked → started ({} samples)",
+                    s.spawn_started.samples
+                ),
+                lat(&s.spawn_started),
+                "–".into(),
+                "–".into(),
+                "",
+            );
+            row(
+                &mut t,
+                &format!(
                     "one run of /bin/true, asked → ended ({} samples)",
                     s.spawn.samples
                 ),

@@ -55,6 +55,9 @@ pub struct StreamFigures {
     pub base_out: Spread,
     /// One run of `/bin/true`: from asking to its end.
     pub spawn: Latency,
+    /// One run of `/bin/true`: from asking to `run_started` (the program was spawned), the
+    /// first thing the server sends for a run.
+    pub spawn_started: Latency,
 }
 
 fn mb_s(bytes: usize, d: Duration) -> f64 {
@@ -139,7 +142,7 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
 
     let data = pattern(opts.stream_bytes);
     let (mut cat, mut out) = (Vec::new(), Vec::new());
-    let mut spawn = Vec::new();
+    let (mut spawn, mut first) = (Vec::new(), Vec::new());
     for rep in 0..opts.reps {
         opts.progress(format!("streams: repetition {}/{}", rep + 1, opts.reps));
         // cat: write and read at once; every byte must come back in order.
@@ -210,16 +213,28 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
         }
         out.push(mb_s(n, started.elapsed()));
 
-        // /bin/true, one after another.
+        // /bin/true, one after another: to its first message (the program started) and to
+        // its end (the program was reaped and its group found empty).
         for _ in 0..opts.spawns {
-            let started = Instant::now();
+            let asked = Instant::now();
             let mut run = handle
                 .run("true", vec![], csc_shared::client::run::DEFAULT_WINDOW)
                 .await?;
+            match within("true", limit, async { Ok(run.next().await) }).await? {
+                Some(RunEvent::Started { .. }) => first.push(asked.elapsed()),
+                other => {
+                    return Err(BenchError::Mismatch(format!(
+                        "true began with {other:?}, not started"
+                    )));
+                }
+            }
             within("true", limit, drain(&mut run, |_| Ok(()))).await?;
-            spawn.push(started.elapsed());
+            spawn.push(asked.elapsed());
         }
     }
+    opts.progress("streams: stopping the server".to_string());
+    // The session ends once no handle on it is left.
+    drop(handle);
     session.close().await;
     srv.stop().await?;
 
@@ -227,7 +242,12 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
     let echo = EchoServer::start()?;
     let source = SourceServer::start()?;
     let (mut base_cat, mut base_out) = (Vec::new(), Vec::new());
-    for _ in 0..opts.reps {
+    for rep in 0..opts.reps {
+        opts.progress(format!(
+            "streams: plain-TLS baseline, repetition {}/{}",
+            rep + 1,
+            opts.reps
+        ));
         let mut c = EchoClient::connect(echo.addr()).await?;
         let chunk = 16 * 1024;
         let frames = data.len().div_ceil(chunk);
@@ -246,5 +266,6 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
         out: Spread::of(&out),
         base_out: Spread::of(&base_out),
         spawn: Latency::of(&spawn),
+        spawn_started: Latency::of(&first),
     })
 }

@@ -48,6 +48,7 @@ async fn tiny_run_against_the_real_server() {
         assert!(s.min > 0.0, "{s:?}");
     }
     assert_eq!(streams.spawn.samples, opts.reps * opts.spawns);
+    assert_eq!(streams.spawn_started.samples, opts.reps * opts.spawns);
 
     assert_eq!(report.many.len(), 1);
     let m = &report.many[0];

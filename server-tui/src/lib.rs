@@ -13,6 +13,7 @@
 
 mod app;
 pub mod cli;
+mod commands;
 mod headless;
 mod keymap;
 mod settings;
@@ -167,13 +168,13 @@ fn config(cli: &Cli) -> ServerConfig {
 pub async fn run(cli: Cli, file: Option<ConfigFile>) -> Result<(), Failure> {
     let dir = state_dir(&cli)?;
     match &cli.command {
-        Some(Command::Clients) => headless::list_clients(&dir, cli.json).await,
-        Some(Command::Forget { id }) => headless::forget(&dir, id, cli.json).await,
-        Some(Command::Pairing { action }) => headless::pairing(&dir, action, cli.json).await,
-        Some(Command::Reload) => headless::reload(&dir, cli.json).await,
-        Some(Command::Runs) => headless::list_runs(&dir, cli.json).await,
-        Some(Command::StopRun { run_id }) => headless::stop_run(&dir, *run_id, cli.json).await,
-        Some(Command::Rename { id, name }) => headless::rename(&dir, id, name, cli.json).await,
+        Some(Command::Clients) => commands::list_clients(&dir, cli.json).await,
+        Some(Command::Forget { id }) => commands::forget(&dir, id, cli.json).await,
+        Some(Command::Pairing { action }) => commands::pairing(&dir, action, cli.json).await,
+        Some(Command::Reload) => commands::reload(&dir, cli.json).await,
+        Some(Command::Runs) => commands::list_runs(&dir, cli.json).await,
+        Some(Command::StopRun { run_id }) => commands::stop_run(&dir, *run_id, cli.json).await,
+        Some(Command::Rename { id, name }) => commands::rename(&dir, id, name, cli.json).await,
         None => serve(&cli, &dir, file).await,
     }
 }

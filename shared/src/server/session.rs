@@ -25,7 +25,7 @@ use super::{Server, ServerEvent, SessionEntry, Shared, TaskContext};
 use crate::connection::ConnectionError;
 use crate::frame::FrameError;
 use crate::identity::PeerId;
-use crate::message::{ErrorCode, Message, RepairReason, RunStatus, StopReason, TaskErrorBody};
+use crate::message::{ErrorCode, Message, RepairReason, StopReason, TaskErrorBody};
 
 /// Notices queued per session; a client that stops reading loses notices, not server memory.
 const NOTICE_QUEUE: usize = 64;
@@ -328,16 +328,7 @@ impl Live<'_> {
             self.ctx.peer,
             &refusal,
         );
-        let exit = Message::RunExit {
-            id,
-            status: RunStatus::Refused {
-                code: refusal.code,
-                message: refusal.message,
-            },
-            duration_ms: 0,
-            result: serde_json::Value::Null,
-        };
-        send_within(conn, &exit, shared.config.write_timeout).await
+        send_within(conn, &refusal.exit(id), shared.config.write_timeout).await
     }
 
     /// Act on one read from the client.

@@ -33,6 +33,19 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
+    /// The `run_exit` that tells the client, for its run `id`.
+    pub(crate) fn exit(&self, id: u64) -> Message {
+        Message::RunExit {
+            id,
+            status: crate::message::RunStatus::Refused {
+                code: self.code,
+                message: self.message.clone(),
+            },
+            duration_ms: 0,
+            result: serde_json::Value::Null,
+        }
+    }
+
     fn new(code: RefusalCode, message: impl Into<String>) -> Self {
         Self {
             code,

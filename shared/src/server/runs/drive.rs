@@ -55,7 +55,7 @@ pub(crate) struct Start {
 }
 
 enum Outcome {
-    Refused(RefusalCode, String),
+    Refused(super::admit::Refusal),
     Ended(RunStatus, Value),
 }
 
@@ -133,11 +133,12 @@ pub(crate) async fn run(start: Start) {
                         task.program.display()
                     ),
                 });
-                Outcome::Refused(
-                    RefusalCode::SpawnFailed,
-                    "the task's program could not be started (the server's operator was told why)"
-                        .into(),
-                )
+                Outcome::Refused(super::admit::Refusal {
+                    code: RefusalCode::SpawnFailed,
+                    message:
+                        "the task's program could not be started (the server's operator was told why)"
+                            .into(),
+                })
             }
             Ok(running) => {
                 run.started().await;
@@ -148,14 +149,10 @@ pub(crate) async fn run(start: Start) {
         Job::Value(task) => {
             run.started().await;
             let work = task.run(run.ctx.clone(), run.args.clone());
-            tokio::select! {
-                biased;
-                r = stop.wait() => Outcome::Ended(RunStatus::Stopped { reason: r }, Value::Null),
-                _ = tokio::time::sleep_until(deadline) => timed_out(&stop),
-                result = work => match result {
-                    Ok(v) => Outcome::Ended(RunStatus::Done {}, v),
-                    Err(e) => Outcome::Ended(RunStatus::Failed { code: e.code, message: e.message }, Value::Null),
-                },
+            match bounded(&stop, deadline, work).await {
+                Err(outcome) => outcome,
+                Ok(Ok(v)) => Outcome::Ended(RunStatus::Done {}, v),
+                Ok(Err(e)) => failed(e),
             }
         }
         Job::Streaming(task) => {
@@ -167,43 +164,28 @@ pub(crate) async fn run(start: Start) {
                 run.io.max_output,
             );
             let work = task.run(run.ctx.clone(), run.args.clone(), io);
-            tokio::select! {
-                biased;
-                r = stop.wait() => Outcome::Ended(RunStatus::Stopped { reason: r }, Value::Null),
-                _ = tokio::time::sleep_until(deadline) => timed_out(&stop),
-                result = work => match (stop.reason(), result) {
-                    // A write refused because the run was stopped ends it as stopped.
-                    (Some(r), _) => Outcome::Ended(RunStatus::Stopped { reason: r }, Value::Null),
-                    (None, Ok(code)) => Outcome::Ended(RunStatus::Exited { code }, Value::Null),
-                    (None, Err(e)) => Outcome::Ended(RunStatus::Failed { code: e.code, message: e.message }, Value::Null),
-                },
+            match (bounded(&stop, deadline, work).await, stop.reason()) {
+                (Err(outcome), _) => outcome,
+                // A write refused because the run was stopped ends it as stopped.
+                (Ok(_), Some(r)) => Outcome::Ended(RunStatus::Stopped { reason: r }, Value::Null),
+                (Ok(Ok(code)), None) => Outcome::Ended(RunStatus::Exited { code }, Value::Null),
+                (Ok(Err(e)), None) => failed(e),
             }
         }
     };
     let duration_ms = began.elapsed().as_millis() as u64;
     let shared = run.slot.shared.clone();
     match outcome {
-        Outcome::Refused(code, message) => {
-            run.io
-                .send(Message::RunExit {
-                    id: run.id,
-                    status: RunStatus::Refused {
-                        code,
-                        message: message.clone(),
-                    },
-                    duration_ms: 0,
-                    result: Value::Null,
-                })
-                .await;
-            shared.emit(ServerEvent::TaskRefused {
-                session_id: run.session_id,
-                client_name: run.ctx.client_name.clone(),
-                client_id: run.ctx.client_id,
-                client_addr: run.client_addr,
-                task: run.task.clone(),
-                code,
-                message,
-            });
+        Outcome::Refused(refusal) => {
+            run.io.send(refusal.exit(run.id)).await;
+            super::admit::report(
+                &shared,
+                &run.task,
+                &run.ctx,
+                run.session_id,
+                run.client_addr,
+                &refusal,
+            );
         }
         Outcome::Ended(status, result) => {
             run.io
@@ -229,8 +211,31 @@ pub(crate) async fn run(start: Start) {
     }
 }
 
-fn timed_out(stop: &super::Stop) -> Outcome {
-    stop.request(StopReason::Timeout);
-    let reason = stop.reason().unwrap_or(StopReason::Timeout);
-    Outcome::Ended(RunStatus::Stopped { reason }, Value::Null)
+/// Run `work` (a task registered in Rust) until it ends, or until the run is stopped or its
+/// `deadline` passes: then its future is dropped, and the outcome says why.
+async fn bounded<T>(
+    stop: &super::Stop,
+    deadline: tokio::time::Instant,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Outcome> {
+    tokio::select! {
+        biased;
+        r = stop.wait() => Err(Outcome::Ended(RunStatus::Stopped { reason: r }, Value::Null)),
+        _ = tokio::time::sleep_until(deadline) => {
+            stop.request(StopReason::Timeout);
+            let reason = stop.reason().unwrap_or(StopReason::Timeout);
+            Err(Outcome::Ended(RunStatus::Stopped { reason }, Value::Null))
+        }
+        result = work => Ok(result),
+    }
+}
+
+fn failed(e: crate::server::tasks::TaskError) -> Outcome {
+    Outcome::Ended(
+        RunStatus::Failed {
+            code: e.code,
+            message: e.message,
+        },
+        Value::Null,
+    )
 }
