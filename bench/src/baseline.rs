@@ -254,3 +254,110 @@ pub fn suite_name(conn: &rustls::CommonState) -> String {
         .map(|s| format!("{:?}", s.suite()))
         .unwrap_or_else(|| "none".into())
 }
+
+/// A plain TLS server that sends N zero bytes to whoever asks (an 8-byte big-endian N), then
+/// closes: the transport's limit for output that flows one way. Stopped when dropped.
+#[derive(Debug)]
+pub struct SourceServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SourceServer {
+    /// Start it on an ephemeral port, on its own two-thread runtime like [`EchoServer`].
+    pub fn start() -> Result<Self, BenchError> {
+        let identity = Identity::generate("baseline-source")
+            .map_err(|e| BenchError::Setup(format!("certificate: {e}")))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&identity)?);
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("baseline-source")
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("baseline-source".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    let accept = async {
+                        while let Ok((tcp, _)) = listener.accept().await {
+                            let _ = tcp.set_nodelay(true);
+                            let acceptor = acceptor.clone();
+                            tokio::spawn(async move {
+                                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                                    let mut n = [0u8; 8];
+                                    if tls.read_exact(&mut n).await.is_err() {
+                                        return;
+                                    }
+                                    let mut left = u64::from_be_bytes(n) as usize;
+                                    let zeros = vec![0u8; 64 * 1024];
+                                    while left > 0 {
+                                        let take = left.min(zeros.len());
+                                        if tls.write_all(&zeros[..take]).await.is_err() {
+                                            return;
+                                        }
+                                        left -= take;
+                                    }
+                                    let _ = tls.shutdown().await;
+                                }
+                            });
+                        }
+                    };
+                    tokio::select! {
+                        _ = accept => {}
+                        _ = stopped => {}
+                    }
+                });
+            })?;
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Ask for `bytes` and read them all; the time from asking to the last byte.
+    pub async fn download(&self, bytes: usize) -> Result<Duration, BenchError> {
+        let identity = Identity::generate("baseline-client")
+            .map_err(|e| BenchError::Setup(format!("certificate: {e}")))?;
+        let config = tls::client_config(&identity, ServerTrust::Any)?;
+        let tcp = TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let mut stream = tokio_rustls::TlsConnector::from(config)
+            .connect(tls::server_name(), tcp)
+            .await?;
+        let started = Instant::now();
+        stream.write_all(&(bytes as u64).to_be_bytes()).await?;
+        stream.flush().await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < bytes {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(BenchError::Mismatch(format!(
+                    "baseline source sent {got} of {bytes} bytes"
+                )));
+            }
+            got += n;
+        }
+        Ok(started.elapsed())
+    }
+}
+
+impl Drop for SourceServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -23,6 +23,7 @@ pub mod reconnect;
 pub mod report;
 pub mod server;
 pub mod stats;
+pub mod streams;
 pub mod tasks;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -113,6 +114,12 @@ pub struct Options {
     pub notices: usize,
     /// `ping`s under load, each from another session.
     pub pings_under_load: usize,
+    /// Bytes through the `cat` task per repetition.
+    pub stream_bytes: usize,
+    /// Bytes out of the writer task per repetition.
+    pub stream_out_bytes: usize,
+    /// Runs of `/bin/true` per repetition.
+    pub spawns: usize,
     /// Only this part (after the pairings it needs), for profiling one path at a time.
     pub only: Option<Phase>,
     /// Progress lines on stderr.
@@ -130,6 +137,8 @@ pub enum Phase {
     Tasks,
     /// Many simultaneous clients.
     Many,
+    /// Streaming runs: `cat`, a writer, `/bin/true`, with the baseline.
+    Streams,
 }
 
 impl Options {
@@ -164,6 +173,9 @@ impl Options {
             connect_concurrency: 128,
             notices: 5,
             pings_under_load: 1000,
+            stream_bytes: 64 << 20,
+            stream_out_bytes: 100 << 20,
+            spawns: 50,
             only: None,
             verbose: true,
         }
@@ -193,6 +205,9 @@ impl Options {
             clients: vec![1000, 10_000],
             notices: 3,
             pings_under_load: 300,
+            stream_bytes: 16 << 20,
+            stream_out_bytes: 32 << 20,
+            spawns: 20,
             ..Self::standard(server_bin)
         }
     }
@@ -226,6 +241,9 @@ impl Options {
             connect_concurrency: 16,
             notices: 2,
             pings_under_load: 20,
+            stream_bytes: 1 << 20,
+            stream_out_bytes: 2 << 20,
+            spawns: 3,
             verbose: false,
             ..Self::standard(server_bin)
         }
@@ -349,6 +367,10 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     };
     let mut warnings = srv.warnings();
     srv.stop().await?;
+    let streams = match wants(Phase::Streams) {
+        true => Some(streams::run(opts, work).await?),
+        false => None,
+    };
 
     let mut many = Vec::new();
     let sizes = if wants(Phase::Many) {
@@ -367,6 +389,7 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         pairing,
         reconnect,
         tasks,
+        streams,
         many,
         server_warnings: warnings,
     })

@@ -70,6 +70,8 @@ pub struct Report {
     pub reconnect: Option<ReconnectFigures>,
     /// Echo and ping on one session, with the baseline (absent when not run).
     pub tasks: Option<TaskFigures>,
+    /// Streaming runs, with the baseline (absent when not run).
+    pub streams: Option<crate::streams::StreamFigures>,
     /// Many clients, per N.
     pub many: Vec<ManyFigures>,
     /// Warnings the server printed during the run.
@@ -288,6 +290,46 @@ impl Report {
                 &mut t,
                 &format!("ping, one idle session ({} samples)", tasks.ping.samples),
                 lat(&tasks.ping),
+                "–".into(),
+                "–".into(),
+                "",
+            );
+        }
+        if let Some(s) = &self.streams {
+            row(
+                &mut t,
+                &format!("`send cat`: {} MiB stdin → stdout", s.cat_bytes >> 20),
+                spread(&s.cat, "MB/s"),
+                spread(&s.base_cat, "MB/s"),
+                ratio(s.cat.median, s.base_cat.median),
+                "≥ 0.5×",
+            );
+            row(
+                &mut t,
+                &format!("a task writing {} MiB to stdout", s.out_bytes >> 20),
+                spread(&s.out, "MB/s"),
+                spread(&s.base_out, "MB/s"),
+                ratio(s.out.median, s.base_out.median),
+                "≥ 0.5×",
+            );
+            row(
+                &mut t,
+                &format!(
+                    "one run of /bin/true, asked → started ({} samples)",
+                    s.spawn_started.samples
+                ),
+                lat(&s.spawn_started),
+                "–".into(),
+                "–".into(),
+                "",
+            );
+            row(
+                &mut t,
+                &format!(
+                    "one run of /bin/true, asked → ended ({} samples)",
+                    s.spawn.samples
+                ),
+                lat(&s.spawn),
                 "–".into(),
                 "–".into(),
                 "",

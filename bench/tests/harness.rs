@@ -35,6 +35,21 @@ async fn tiny_run_against_the_real_server() {
     }
     assert_eq!(tasks.ping.samples, opts.reps * opts.pings);
 
+    let streams = report.streams.as_ref().expect("streams ran");
+    assert_eq!(streams.cat_bytes, opts.stream_bytes);
+    assert_eq!(streams.out_bytes, opts.stream_out_bytes);
+    for s in [
+        &streams.cat,
+        &streams.base_cat,
+        &streams.out,
+        &streams.base_out,
+    ] {
+        assert_eq!(s.reps, opts.reps);
+        assert!(s.min > 0.0, "{s:?}");
+    }
+    assert_eq!(streams.spawn.samples, opts.reps * opts.spawns);
+    assert_eq!(streams.spawn_started.samples, opts.reps * opts.spawns);
+
     assert_eq!(report.many.len(), 1);
     let m = &report.many[0];
     assert_eq!(m.n, 50);
@@ -53,4 +68,6 @@ async fn tiny_run_against_the_real_server() {
     let table = report.markdown();
     assert!(table.contains("pairing, request → stored token"));
     assert!(table.contains("50 clients: notice to all"));
+    assert!(table.contains("`send cat`"));
+    assert!(table.contains("one run of /bin/true"));
 }

@@ -25,6 +25,9 @@ mod links;
 mod msg;
 mod state;
 
+pub use keys::arg_hint;
+#[cfg(test)]
+pub use links::OUTPUT_LINE_MAX;
 pub use msg::*;
 pub use state::*;
 
@@ -201,6 +204,7 @@ impl App {
             Overlay::Help => return vec![Scope::Help],
             Overlay::Address(_) => return vec![Scope::Address],
             Overlay::Confirm(_) => return vec![Scope::Dialog],
+            Overlay::Tasks => return vec![Scope::TaskList],
             Overlay::None => {}
         }
         self.screen_scopes()

@@ -114,7 +114,10 @@ pub enum Command {
     /// Pair with a server (found by discovery unless --server is given); the code shown on
     /// the server is read from stdin.
     Pair,
-    /// Run one task on a paired server and print the reply.
+    /// List the tasks the paired server lets this client run, with their arguments.
+    Tasks,
+    /// Run one task on a paired server: its output streams to stdout and stderr, stdin goes
+    /// to it when the task reads stdin, Ctrl-C cancels it; the exit code tells how it ended.
     Send {
         /// Task name: ping, echo, time, info, or any task the server offers.
         task: String,

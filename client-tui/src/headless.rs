@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use csc_shared::client::limits::wait_in_words;
-use csc_shared::client::{Client, ClientError, Link, LinkEvent, Pairing, Session};
+use csc_shared::client::{Client, ClientError, Link, LinkEvent, Pairing, RunEvent, Session};
 use csc_shared::discovery::{DiscoveryEvent, Found, discover};
-use csc_shared::message::PairFailure;
+use csc_shared::message::{B64, OutputStream, PairFailure, RunStatus};
 use csc_shared::pairing::Code;
 use csc_shared::state::PairedServer;
 use futures_util::StreamExt;
@@ -211,7 +211,77 @@ fn render(value: &Value) -> String {
     }
 }
 
-/// `client-tui send TASK ARGS..`.
+/// How a finished run maps to this process's exit code (see the README's table).
+pub fn run_exit_code(status: &RunStatus) -> u8 {
+    use csc_shared::message::{RefusalCode, StopReason};
+    match status {
+        RunStatus::Exited { code: 0 } | RunStatus::Done {} => exit::OK,
+        RunStatus::Exited { code } if (1..=155).contains(code) => {
+            exit::REMOTE_EXIT_BASE + *code as u8
+        }
+        RunStatus::Refused { code, .. } => match code {
+            RefusalCode::BadArgs => exit::BAD_ARGS,
+            RefusalCode::Forbidden => exit::FORBIDDEN,
+            RefusalCode::Busy | RefusalCode::ServerBusy => exit::BUSY,
+            _ => exit::TASK_FAILED,
+        },
+        RunStatus::Stopped { reason } => match reason {
+            StopReason::Timeout => exit::TIMED_OUT,
+            StopReason::Cancelled | StopReason::Operator => exit::CANCELLED,
+            StopReason::OutputLimit | StopReason::StdinLimit => exit::LIMIT,
+            StopReason::Disconnected | StopReason::Shutdown => exit::UNREACHABLE,
+            StopReason::Other => exit::TASK_FAILED,
+        },
+        _ => exit::TASK_FAILED,
+    }
+}
+
+/// How a run ended, in words.
+pub fn describe_status(task: &str, status: &RunStatus) -> String {
+    match status {
+        RunStatus::Exited { code } => format!("{task} exited with code {code}"),
+        RunStatus::Signaled { signal } => format!("{task} was killed by signal {signal}"),
+        RunStatus::Stopped { reason } => {
+            let why = match reason {
+                csc_shared::message::StopReason::Timeout => "it ran out of time",
+                csc_shared::message::StopReason::OutputLimit => "it wrote more than its output cap",
+                csc_shared::message::StopReason::StdinLimit => {
+                    "it was sent more than its stdin cap"
+                }
+                csc_shared::message::StopReason::Cancelled => "it was cancelled",
+                csc_shared::message::StopReason::Disconnected => "the connection ended",
+                csc_shared::message::StopReason::Shutdown => "the server is shutting down",
+                csc_shared::message::StopReason::Operator => "the server's operator stopped it",
+                csc_shared::message::StopReason::Other => "the server stopped it",
+            };
+            format!("{task} was stopped: {why}")
+        }
+        RunStatus::Refused { message, .. } => format!("{task} was refused: {message}"),
+        RunStatus::Done {} => format!("{task} finished"),
+        RunStatus::Failed { code, message } => format!("{task} failed ({code}): {message}"),
+        RunStatus::Other => format!("{task} ended in a way this client does not know"),
+    }
+}
+
+/// Feed this process's stdin to a run, binary-safe, until it ends; then close the run's.
+async fn forward_stdin(input: csc_shared::client::RunInput) {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = vec![0u8; csc_shared::client::run::CHUNK];
+    loop {
+        match stdin.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if input.write(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    input.close();
+}
+
+/// `client-tui send TASK ARGS..`: start the task as a run and stream it.
 pub async fn send(
     client: Arc<Client>,
     cli: &Cli,
@@ -219,46 +289,153 @@ pub async fn send(
     args: Vec<String>,
     out: Output,
 ) -> Result<(), Failure> {
+    use tokio::io::AsyncWriteExt;
     let opened = connect(&client, cli).await?;
     let t = Instant::now();
-    // Sent once; a session lost meanwhile fails it, and the link's healing lets a retry of
-    // a lost connection wait up to --wait for the server to be back.
-    let result = opened.link.request(task, args, cli.link.wait).await;
-    let rtt_ms = t.elapsed().as_secs_f64() * 1000.0;
-    // From process start: what a person waits for.
-    let elapsed_ms = crate::process_elapsed().as_secs_f64() * 1000.0;
-    let base = json!({
-        "task": task,
-        "server_id": opened.server.server_id,
-        "addr": opened.addr,
-        "via": opened.via,
-        "connect_ms": round(opened.elapsed.as_secs_f64() * 1000.0),
-        "rtt_ms": round(rtt_ms),
-        "elapsed_ms": round(elapsed_ms),
-    });
-    opened.link.close().await;
-    match result {
-        Ok(value) => {
-            let mut v = base;
-            v["ok"] = true.into();
-            v["result"] = value.clone();
-            out.line(render(&value), v);
-            Ok(())
-        }
-        Err(ClientError::Task { code, message }) => {
-            let mut v = base;
-            v["ok"] = false.into();
-            v["error"] = json!({"code": code, "message": message});
-            if cli.json {
-                out.line("", v);
+    let mut run = opened.link.run(task, args, cli.link.wait).await?;
+    let base = |rtt_ms: f64| {
+        json!({
+            "task": task,
+            "server_id": opened.server.server_id,
+            "addr": opened.addr,
+            "via": opened.via,
+            "connect_ms": round(opened.elapsed.as_secs_f64() * 1000.0),
+            "rtt_ms": round(rtt_ms),
+            // From process start: what a person waits for.
+            "elapsed_ms": round(crate::process_elapsed().as_secs_f64() * 1000.0),
+        })
+    };
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let mut stdin_task = None;
+    let mut interrupts = 0u32;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let outcome = loop {
+        tokio::select! {
+            event = run.next() => match event {
+                Some(RunEvent::Started { stdin }) => {
+                    if stdin {
+                        stdin_task = Some(tokio::spawn(forward_stdin(run.input())));
+                    }
+                    if out.json {
+                        out.line("", json!({"event": "started", "task": task, "stdin": stdin}));
+                    }
+                }
+                Some(RunEvent::Output { stream, data }) => {
+                    if out.json {
+                        let text = std::str::from_utf8(&data).ok();
+                        out.line("", json!({
+                            "event": "output",
+                            "stream": stream,
+                            "data": B64(data.clone()),
+                            "text": text,
+                        }));
+                        continue;
+                    }
+                    // Our own stdout being slow is the server's signal to slow down: the
+                    // credit for these bytes goes back only after the write.
+                    let written = match stream {
+                        OutputStream::Stdout => stdout.write_all(&data).await.and(stdout.flush().await),
+                        OutputStream::Stderr => stderr.write_all(&data).await.and(stderr.flush().await),
+                    };
+                    if written.is_err() {
+                        // Nobody reads us any more (a closed pipe): stop the run.
+                        run.cancel();
+                    }
+                }
+                Some(RunEvent::Exit { status, result, duration }) => break Ok((status, result, duration)),
+                Some(RunEvent::Lost { reason }) => break Err(reason),
+                None => break Err("the run ended without a status".into()),
+            },
+            _ = &mut ctrl_c => {
+                interrupts += 1;
+                if interrupts > 1 {
+                    return Err(Failure::new(130, "interrupted again: leaving without waiting for the run"));
+                }
+                eprintln!("cancelling {task}… (Ctrl-C again to leave at once)");
+                run.cancel();
+                ctrl_c.set(tokio::signal::ctrl_c());
             }
-            Err(Failure::new(
-                exit::TASK_FAILED,
-                format!("task failed ({code}): {message}"),
-            ))
         }
-        Err(e) => Err(e.into()),
+    };
+    if let Some(t) = stdin_task {
+        t.abort();
     }
+    let rtt_ms = t.elapsed().as_secs_f64() * 1000.0;
+    opened.link.close().await;
+    let (status, result, duration) = outcome.map_err(|reason| {
+        Failure::new(
+            exit::UNREACHABLE,
+            format!("the connection was lost before {task} ended ({reason}); it was not run again"),
+        )
+    })?;
+    let code = run_exit_code(&status);
+    // A value task (the built-ins) prints its value, as `send` always did.
+    if matches!(status, RunStatus::Done {}) {
+        let mut v = base(rtt_ms);
+        v["ok"] = true.into();
+        v["result"] = result.clone();
+        out.line(render(&result), v);
+        return Ok(());
+    }
+    if out.json {
+        let mut v = base(rtt_ms);
+        v["event"] = "exit".into();
+        v["ok"] = status.success().into();
+        v["status"] = serde_json::to_value(&status).unwrap_or_default();
+        v["duration_ms"] = (duration.as_millis() as u64).into();
+        v["exit_code"] = code.into();
+        out.line("", v);
+    }
+    if code == exit::OK {
+        return Ok(());
+    }
+    Err(Failure::new(code, describe_status(task, &status)))
+}
+
+/// `client-tui tasks`: what the paired server lets this client run.
+pub async fn tasks(client: Arc<Client>, cli: &Cli, out: Output) -> Result<(), Failure> {
+    let opened = connect(&client, cli).await?;
+    let list = opened.link.handle().list_tasks(cli.link.wait).await;
+    opened.link.close().await;
+    let mut list = list?;
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    if out.json {
+        for t in &list {
+            out.line("", serde_json::to_value(t).unwrap_or_default());
+        }
+        return Ok(());
+    }
+    if list.is_empty() {
+        out.line("no tasks", Value::Null);
+        return Ok(());
+    }
+    let usage = |t: &csc_shared::message::TaskInfo| {
+        let mut u = t.name.clone();
+        for a in &t.args {
+            u.push_str(&format!(" <{}>", a.name));
+        }
+        if t.stdin {
+            u.push_str(" < input");
+        }
+        u
+    };
+    let width = list
+        .iter()
+        .map(|t| usage(t).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    out.line(format!("{:<width$}  DESCRIPTION", "TASK"), Value::Null);
+    for t in &list {
+        let mut line = format!("{:<width$}  {}", usage(t), t.description);
+        for a in &t.args {
+            line.push_str(&format!("\n{:<width$}    {}: {}", "", a.name, a.pattern));
+        }
+        out.line(line, Value::Null);
+    }
+    Ok(())
 }
 
 fn round(ms: f64) -> f64 {
@@ -382,17 +559,26 @@ pub async fn interactive(client: Arc<Client>, cli: &Cli, out: Output) -> Result<
                 let handle = handle.clone();
                 answers.push_back(async move {
                     let t = Instant::now();
-                    let result = handle.request(&task, args, wait).await;
+                    let result = console_run(&handle, &task, args, wait, out).await;
                     (task, result, t.elapsed())
                 });
             }
             Some((task, result, rtt)) = answers.next(), if !answers.is_empty() => {
                 let rtt_ms = round(rtt.as_secs_f64() * 1000.0);
                 match result {
-                    Ok(v) => out.line(render(&v), json!({"task": task, "ok": true, "result": v, "rtt_ms": rtt_ms})),
-                    Err(ClientError::Task { code, message }) => out.line(
+                    Ok((RunStatus::Done {}, v)) => out.line(render(&v), json!({"task": task, "ok": true, "result": v, "rtt_ms": rtt_ms})),
+                    Ok((status, _)) if status.success() => {
+                        if out.json {
+                            out.line("", json!({"task": task, "ok": true, "status": status, "rtt_ms": rtt_ms}));
+                        }
+                    }
+                    Ok((RunStatus::Failed { code, message }, _)) => out.line(
                         format!("error ({code}): {message}"),
                         json!({"task": task, "ok": false, "error": {"code": code, "message": message}}),
+                    ),
+                    Ok((status, _)) => out.line(
+                        format!("error: {}", describe_status(&task, &status)),
+                        json!({"task": task, "ok": false, "status": status, "error": {"code": "run_failed", "message": describe_status(&task, &status)}}),
                     ),
                     Err(ClientError::RepairRequired { reason }) => {
                         return Err(ClientError::RepairRequired { reason }.into());
@@ -416,6 +602,53 @@ pub async fn interactive(client: Arc<Client>, cli: &Cli, out: Output) -> Result<
         if !reading && answers.is_empty() {
             link.close().await;
             return Ok(());
+        }
+    }
+}
+
+/// One task typed in the headless console, as a run: its output is printed as it comes (the
+/// console's own stdin is its commands, so the task gets an empty stdin); the status and a
+/// value task's result are returned.
+async fn console_run(
+    handle: &csc_shared::client::LinkHandle,
+    task: &str,
+    args: Vec<String>,
+    wait: std::time::Duration,
+    out: Output,
+) -> Result<(RunStatus, Value), ClientError> {
+    use std::io::Write as _;
+    let mut run = handle.run(task, args, wait).await?;
+    loop {
+        match run.next().await {
+            Some(RunEvent::Started { stdin }) => {
+                if stdin {
+                    run.close_stdin();
+                }
+            }
+            Some(RunEvent::Output { stream, data }) => {
+                if out.json {
+                    let text = std::str::from_utf8(&data).ok();
+                    out.line("", json!({"event": "output", "task": task, "stream": stream, "data": B64(data.clone()), "text": text}));
+                    continue;
+                }
+                let _ = match stream {
+                    OutputStream::Stdout => {
+                        let mut o = std::io::stdout().lock();
+                        o.write_all(&data).and(o.flush())
+                    }
+                    OutputStream::Stderr => {
+                        let mut e = std::io::stderr().lock();
+                        e.write_all(&data).and(e.flush())
+                    }
+                };
+            }
+            Some(RunEvent::Exit { status, result, .. }) => return Ok((status, result)),
+            Some(RunEvent::Lost { reason }) => {
+                return Err(ClientError::Closed(format!(
+                    "the connection was lost before {task} ended ({reason}); it was not run again"
+                )));
+            }
+            None => return Err(ClientError::Closed("the run ended without a status".into())),
         }
     }
 }

@@ -40,6 +40,10 @@ pub enum Command {
     Forget,
     /// Ask the server for a new pairing code.
     NewCode,
+    /// Complete the task name typed (and show its arguments).
+    Complete,
+    /// Show the tasks the server offers.
+    Tasks,
 }
 
 /// Where a binding applies. The app says which scopes are active; `MAP.lookup` tries
@@ -62,6 +66,8 @@ pub enum Scope {
     Address,
     /// The "forget this server?" confirmation.
     Dialog,
+    /// The list of the server's tasks.
+    TaskList,
     /// The help screen.
     Help,
 }
@@ -79,11 +85,12 @@ impl Scope {
             Scope::Address => "Address box",
             Scope::Dialog => "Confirmation",
             Scope::Help => "This help",
+            Scope::TaskList => "Task list",
         }
     }
 
     /// Every scope, in the order the help screen lists them.
-    pub const ALL: [Scope; 9] = [
+    pub const ALL: [Scope; 10] = [
         Scope::Global,
         Scope::Scan,
         Scope::Servers,
@@ -92,6 +99,7 @@ impl Scope {
         Scope::Console,
         Scope::Address,
         Scope::Dialog,
+        Scope::TaskList,
         Scope::Help,
     ];
 }
@@ -275,8 +283,29 @@ pub const BINDINGS: &[Binding] = &[
         keys: &[Key::plain(KeyCode::Esc)],
         command: Command::Cancel,
         scope: Scope::Console,
-        help: "clear the input; when empty, disconnect and go back to the scan",
+        help: "clear the input; when empty, cancel the runs in progress, then disconnect",
         hint: Some("back"),
+    },
+    Binding {
+        keys: &[Key::plain(KeyCode::Tab)],
+        command: Command::Complete,
+        scope: Scope::Console,
+        help: "complete the task name, and show its arguments",
+        hint: Some("complete"),
+    },
+    Binding {
+        keys: &[Key::ctrl('t')],
+        command: Command::Tasks,
+        scope: Scope::Console,
+        help: "show the tasks the server offers",
+        hint: Some("tasks"),
+    },
+    Binding {
+        keys: &[Key::ch('?')],
+        command: Command::Help,
+        scope: Scope::Console,
+        help: "show the keys (when nothing is typed; otherwise it is typed)",
+        hint: None,
     },
     // Address box.
     Binding {
@@ -307,6 +336,14 @@ pub const BINDINGS: &[Binding] = &[
         scope: Scope::Dialog,
         help: "no, keep it",
         hint: Some("cancel"),
+    },
+    // The task list.
+    Binding {
+        keys: &[Key::plain(KeyCode::Esc), Key::ctrl('t')],
+        command: Command::Cancel,
+        scope: Scope::TaskList,
+        help: "close the task list",
+        hint: Some("close"),
     },
     // Help.
     Binding {

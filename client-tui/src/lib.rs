@@ -45,8 +45,23 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 6;
     /// A different key answered where the paired server was expected.
     pub const IDENTITY_MISMATCH: u8 = 7;
-    /// The server ran the task and it failed (e.g. unknown task).
+    /// The task failed: unknown task, it could not start, a signal killed it, a value task
+    /// failed, or it exited with a code above 155.
     pub const TASK_FAILED: u8 = 8;
+    /// The task's arguments were refused (missing, extra, or not matching their pattern).
+    pub const BAD_ARGS: u8 = 9;
+    /// This client may not run the task.
+    pub const FORBIDDEN: u8 = 10;
+    /// The task ran out of time and was stopped.
+    pub const TIMED_OUT: u8 = 11;
+    /// The run was cancelled (Ctrl-C here, or the server's operator stopped it).
+    pub const CANCELLED: u8 = 12;
+    /// A limit stopped the run (its output or stdin cap).
+    pub const LIMIT: u8 = 13;
+    /// The task or the server runs as many at once as it allows: try again.
+    pub const BUSY: u8 = 14;
+    /// A remote program that exited with code n (1–155) makes `send` exit with 100 + n.
+    pub const REMOTE_EXIT_BASE: u8 = 100;
 }
 
 /// A failure with the exit code it maps to.
@@ -197,6 +212,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Some(Command::Send { task, args }) => {
             headless::send(std::sync::Arc::new(client), &cli, task, args.clone(), out).await
         }
+        Some(Command::Tasks) => headless::tasks(std::sync::Arc::new(client), &cli, out).await,
         None if wants_tui(&cli) => {
             tui::run(client, &cli, tui_kit::terminal::wants_color(cli.no_color)).await
         }

@@ -32,6 +32,10 @@ enum LinkCmd {
         task: String,
         args: Vec<String>,
     },
+    Cancel {
+        id: u64,
+    },
+    ListTasks,
 }
 
 struct Task {
@@ -139,6 +143,8 @@ impl Net {
                 task,
                 args,
             } => self.send(link, LinkCmd::Run { id, task, args }),
+            Action::CancelRun { link, id } => self.send(link, LinkCmd::Cancel { id }),
+            Action::ListTasks { link } => self.send(link, LinkCmd::ListTasks),
             Action::Hangup => self.hangup(),
             Action::LoadServers => match self.client.servers() {
                 Ok(list) => {
@@ -390,6 +396,7 @@ async fn pair(
                 result: Err("not connected yet".into()),
                 rtt: Duration::ZERO,
             }),
+            LinkCmd::Cancel { .. } | LinkCmd::ListTasks => {}
         }
     };
     out.send(LinkEvent::Paired(paired));
@@ -422,6 +429,9 @@ async fn serve(
 ) {
     // The session handed over after pairing was reported already.
     let mut skip_first_connected = false;
+    // Runs in progress: how to stop each.
+    let mut runs: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>> =
+        std::collections::HashMap::new();
     loop {
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -430,16 +440,22 @@ async fn serve(
                     return;
                 }
                 Some(LinkCmd::Run { id, task, args }) => {
+                    runs.retain(|_, stop| !stop.is_closed());
+                    let (stop, stopped) = tokio::sync::oneshot::channel();
+                    runs.insert(id, stop);
+                    tokio::spawn(run_task(link.handle(), id, task, args, wait, stopped, out.clone()));
+                }
+                Some(LinkCmd::Cancel { id }) => {
+                    if let Some(stop) = runs.remove(&id) {
+                        let _ = stop.send(());
+                    }
+                }
+                Some(LinkCmd::ListTasks) => {
                     let (handle, out) = (link.handle(), out.clone());
                     tokio::spawn(async move {
-                        let started = Instant::now();
-                        let result = handle.request(&task, args, wait).await;
-                        let rtt = started.elapsed();
-                        let result = result.map_err(|e| match e {
-                            ClientError::Task { code, message } => format!("error ({code}): {message}"),
-                            other => format!("error: {other}"),
-                        });
-                        out.send(LinkEvent::Reply { id, result, rtt });
+                        if let Ok(tasks) = handle.list_tasks(wait).await {
+                            out.send(LinkEvent::Tasks(tasks));
+                        }
                     });
                 }
                 Some(LinkCmd::Submit(_) | LinkCmd::NewCode) => {}
@@ -465,6 +481,84 @@ async fn serve(
                 };
                 out.send(event);
             }
+        }
+    }
+}
+
+/// One task typed in the console, as a run: output is passed on as it comes, the end as
+/// [`LinkEvent::RunDone`] (or [`LinkEvent::Reply`] for a value task, or an error); `stop`
+/// cancels it. The console's tasks get no stdin: it is closed at once.
+async fn run_task(
+    handle: csc_shared::client::LinkHandle,
+    id: u64,
+    task: String,
+    args: Vec<String>,
+    wait: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+    out: Reporter,
+) {
+    use csc_shared::client::RunEvent;
+    use csc_shared::message::RunStatus;
+    let started = Instant::now();
+    let mut run = tokio::select! {
+        r = handle.run(&task, args, wait) => match r {
+            Ok(run) => run,
+            Err(e) => {
+                out.send(LinkEvent::Reply { id, result: Err(format!("error: {e}")), rtt: started.elapsed() });
+                return;
+            }
+        },
+        _ = &mut stop => {
+            out.send(LinkEvent::Reply { id, result: Err("cancelled before it started".into()), rtt: started.elapsed() });
+            return;
+        }
+    };
+    let mut stop_open = true;
+    loop {
+        let event = tokio::select! {
+            event = run.next() => event,
+            _ = &mut stop, if stop_open => {
+                stop_open = false;
+                run.cancel();
+                continue;
+            }
+        };
+        match event {
+            Some(RunEvent::Started { stdin }) => {
+                if stdin {
+                    run.close_stdin();
+                }
+            }
+            Some(RunEvent::Output { stream, data }) => {
+                out.send(LinkEvent::RunOutput { id, stream, data })
+            }
+            Some(RunEvent::Exit { status, result, .. }) => {
+                let rtt = started.elapsed();
+                let event = match status {
+                    RunStatus::Done {} => LinkEvent::Reply {
+                        id,
+                        result: Ok(result),
+                        rtt,
+                    },
+                    RunStatus::Failed { code, message } => LinkEvent::Reply {
+                        id,
+                        result: Err(format!("error ({code}): {message}")),
+                        rtt,
+                    },
+                    status => LinkEvent::RunDone { id, status, rtt },
+                };
+                out.send(event);
+                return;
+            }
+            Some(RunEvent::Lost { reason }) => {
+                out.send(LinkEvent::Reply {
+                    id,
+                    result: Err(format!("error: the connection was lost before {task} ended ({reason}); it was not run again")),
+                    rtt: started.elapsed(),
+                });
+                return;
+            }
+            None => return,
         }
     }
 }

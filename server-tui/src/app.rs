@@ -1,7 +1,7 @@
 //! State of the full-screen interface and the one function that changes it.
 //!
 //! Owns: everything the screen shows, and [`App::update`], which takes one [`Msg`] (a key, an
-//! engine event, a tick, a fresh client list) and returns at most one [`Action`] for the event
+//! engine event, a tick, a fresh client list or list of runs) and returns at most one [`Action`] for the event
 //! loop to carry out. It must not touch the terminal, the network or the engine: side effects
 //! are asked for as actions, so every transition can be tested without either.
 
@@ -11,15 +11,18 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{Event, KeyEvent, KeyEventKind};
 use csc_shared::identity::PeerId;
-use csc_shared::server::{ClientView, ClosedReason, PairingMode, PairingStatus, ServerEvent};
+use csc_shared::server::{
+    ClientView, ClosedReason, PairingMode, PairingStatus, RunView, ServerEvent,
+};
 use tui_input::Input;
 
+use crate::headless::TasksOrigin;
 use crate::keymap::{self, Command, Scope};
 
 /// Lines the event log keeps; the oldest go first.
 pub const LOG_CAPACITY: usize = 1000;
 
-/// How often the client list is re-read when nothing asked for it sooner.
+/// How often the client list and the runs are re-read when nothing asked for them sooner.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 pub use tui_kit::{Clock, Level};
@@ -35,8 +38,10 @@ pub enum Msg {
     Tick(Clock),
     /// Something happened in the engine.
     Engine(ServerEvent),
-    /// A fresh list of paired clients (answer to [`Action::RefreshClients`]).
+    /// A fresh list of paired clients (answer to [`Action::Refresh`]).
     Clients(Vec<ClientView>),
+    /// A fresh list of the runs in progress (answer to [`Action::Refresh`]).
+    Runs(Vec<RunView>),
     /// A line for the event log from elsewhere (logging, a failed action).
     Log(Level, String),
 }
@@ -55,8 +60,16 @@ pub enum Action {
     },
     /// Push a notice to every connected client.
     Notify(String),
-    /// Read the client list and send it back as [`Msg::Clients`].
-    RefreshClients,
+    /// Read the client list and the runs and send them back as [`Msg::Clients`] and
+    /// [`Msg::Runs`].
+    Refresh,
+    /// Read the configuration file's tasks again (the engine reports how it went).
+    Reload,
+    /// Stop this run (the engine reports its end as `task_finished`).
+    StopRun {
+        /// The server's number for it.
+        run_id: u64,
+    },
     /// Accept pairing requests (a window in window mode; ends a closure in either mode).
     OpenPairing,
     /// Refuse pairing requests until opened again.
@@ -143,6 +156,8 @@ pub enum Pane {
     Requests,
     /// The clients table.
     Clients,
+    /// The runs in progress (only while there are some).
+    Runs,
     /// The event log.
     Log,
 }
@@ -182,6 +197,8 @@ pub struct Options {
     pub pairing: PairingStatus,
     /// How long `o` opens a pairing window for.
     pub open_for: Duration,
+    /// Where the configured tasks came from at start.
+    pub origin: TasksOrigin,
 }
 
 /// The state of the full-screen interface.
@@ -214,6 +231,14 @@ pub struct App {
     pub selected: usize,
     /// First client row shown.
     pub offset: usize,
+    /// Runs in progress, oldest first.
+    pub runs: Vec<RunView>,
+    /// Index of the selected run.
+    pub run_selected: usize,
+    /// First run row shown.
+    pub run_offset: usize,
+    /// Where the configured tasks in force came from, and their names.
+    pub tasks: TasksOrigin,
     /// Event log, oldest first.
     pub log: VecDeque<LogLine>,
     /// Lines scrolled up from the newest; 0 follows new events.
@@ -226,7 +251,7 @@ pub struct App {
     pub pairing: PairingView,
     /// How long `o` opens a pairing window for.
     pub open_for: Duration,
-    clients_stale: bool,
+    stale: bool,
     last_refresh: Option<Instant>,
 }
 
@@ -247,13 +272,17 @@ impl App {
             clients: Vec::new(),
             selected: 0,
             offset: 0,
+            runs: Vec::new(),
+            run_selected: 0,
+            run_offset: 0,
+            tasks: options.origin,
             log: VecDeque::new(),
             log_scroll: 0,
             focus: Pane::Clients,
             mode: Mode::Normal,
             pairing: PairingView::from_status(&options.pairing, clock.instant),
             open_for: options.open_for,
-            clients_stale: true,
+            stale: true,
             last_refresh: None,
         }
     }
@@ -274,10 +303,10 @@ impl App {
                 let due = self
                     .last_refresh
                     .is_none_or(|t| clock.instant.saturating_duration_since(t) >= REFRESH_EVERY);
-                if self.clients_stale || due {
-                    self.clients_stale = false;
+                if self.stale || due {
+                    self.stale = false;
                     self.last_refresh = Some(clock.instant);
-                    Some(Action::RefreshClients)
+                    Some(Action::Refresh)
                 } else {
                     None
                 }
@@ -288,6 +317,10 @@ impl App {
             }
             Msg::Clients(list) => {
                 self.set_clients(list);
+                None
+            }
+            Msg::Runs(list) => {
+                self.set_runs(list);
                 None
             }
             Msg::Log(level, text) => {
@@ -313,6 +346,7 @@ impl App {
     pub fn scopes(&self) -> Vec<Scope> {
         match &self.mode {
             Mode::Normal if self.focus == Pane::Clients => vec![Scope::Clients, Scope::Main],
+            Mode::Normal if self.focus == Pane::Runs => vec![Scope::Runs, Scope::Main],
             Mode::Normal => vec![Scope::Main],
             Mode::Confirm(_) => vec![Scope::Dialog],
             Mode::Input(_) => vec![Scope::Input],
@@ -375,6 +409,14 @@ impl App {
             Command::ClosePairing => {
                 return self.pairing.open.then_some(Action::ClosePairing);
             }
+            Command::Reload => return Some(Action::Reload),
+            Command::StopRun => {
+                return self
+                    .runs
+                    .get(self.run_selected)
+                    .filter(|_| self.focus == Pane::Runs)
+                    .map(|r| Action::StopRun { run_id: r.run_id });
+            }
             Command::NextPane => self.cycle_focus(true),
             Command::PrevPane => self.cycle_focus(false),
             Command::Revoke => {
@@ -398,6 +440,9 @@ impl App {
 
     fn cycle_focus(&mut self, forward: bool) {
         let mut order = vec![Pane::Clients, Pane::Log];
+        if !self.runs.is_empty() {
+            order.insert(1, Pane::Runs);
+        }
         if !self.requests.is_empty() {
             order.insert(0, Pane::Requests);
         }
@@ -413,6 +458,7 @@ impl App {
     fn page(&self) -> usize {
         let rows = match self.focus {
             Pane::Log => crate::ui::log_rows(self),
+            Pane::Runs => crate::ui::run_rows(self),
             _ => crate::ui::client_rows(self),
         };
         rows.max(1)
@@ -424,6 +470,11 @@ impl App {
             Pane::Clients => {
                 let last = self.clients.len().saturating_sub(1);
                 self.selected = self.selected.saturating_add_signed(delta).min(last);
+                self.keep_selection_visible();
+            }
+            Pane::Runs => {
+                let last = self.runs.len().saturating_sub(1);
+                self.run_selected = self.run_selected.saturating_add_signed(delta).min(last);
                 self.keep_selection_visible();
             }
             Pane::Log => {
@@ -455,6 +506,8 @@ impl App {
     fn keep_selection_visible(&mut self) {
         let rows = crate::ui::client_rows(self);
         self.offset = crate::ui::scroll_into_view(self.offset, self.selected, rows);
+        let rows = crate::ui::run_rows(self);
+        self.run_offset = crate::ui::scroll_into_view(self.run_offset, self.run_selected, rows);
     }
 
     fn clamp_log_scroll(&mut self) {
@@ -483,11 +536,39 @@ impl App {
         self.keep_selection_visible();
     }
 
+    /// Replace the runs with `list`, keeping the selection on its run.
+    fn set_runs(&mut self, list: Vec<RunView>) {
+        let keep = self.selected_run();
+        self.runs = list;
+        self.settle_runs(keep);
+    }
+
+    fn selected_run(&self) -> Option<u64> {
+        self.runs.get(self.run_selected).map(|r| r.run_id)
+    }
+
+    /// After the runs changed: in order, the selection back on run `keep` (or as near as the
+    /// list allows), and the focus elsewhere once the pane is gone.
+    fn settle_runs(&mut self, keep: Option<u64>) {
+        self.runs.sort_by_key(|r| r.run_id);
+        self.run_selected = keep
+            .and_then(|id| self.runs.iter().position(|r| r.run_id == id))
+            .unwrap_or(self.run_selected)
+            .min(self.runs.len().saturating_sub(1));
+        if self.runs.is_empty() && self.focus == Pane::Runs {
+            self.focus = Pane::Clients;
+        }
+        self.keep_selection_visible();
+    }
+
     fn on_engine(&mut self, event: ServerEvent) {
         let level = match &event {
             ServerEvent::Paired { .. }
             | ServerEvent::Connected { .. }
-            | ServerEvent::PairingOpened { .. } => Level::Good,
+            | ServerEvent::PairingOpened { .. }
+            | ServerEvent::TasksReloaded { .. } => Level::Good,
+            ServerEvent::TaskFinished { status, .. } if !status.success() => Level::Warn,
+            ServerEvent::TaskRefused { .. } => Level::Warn,
             ServerEvent::PairingClosed { .. } => Level::Error,
             ServerEvent::PairFailed { .. }
             | ServerEvent::AuthFailed { .. }
@@ -498,14 +579,59 @@ impl App {
             _ => Level::Info,
         };
         // The same words as the headless output; the pair request's second line carries the
-        // code in plain text, once, so it can be copied.
-        for line in crate::headless::describe(&event).lines() {
-            self.push_log(level, line.to_string());
+        // code in plain text, once, so it can be copied. A run's start shows in the runs pane;
+        // the log records how it ended.
+        if !matches!(event, ServerEvent::TaskStarted { .. }) {
+            for line in crate::headless::describe(&event).lines() {
+                self.push_log(level, line.to_string());
+            }
         }
         match event {
             ServerEvent::Listening { addr, addrs, .. } => {
                 self.listening = Some(addr);
                 self.addrs = addrs;
+                // As the headless output does: where the tasks came from, after `listening`.
+                let text = self.tasks.text();
+                self.push_log(Level::Info, text);
+            }
+            ServerEvent::TaskStarted {
+                run_id,
+                session_id,
+                client_name,
+                client_id,
+                task,
+                args,
+            } => {
+                // Shown at once; the next refresh brings its byte counts.
+                if !self.runs.iter().any(|r| r.run_id == run_id) {
+                    let keep = self.selected_run();
+                    self.runs.push(RunView {
+                        run_id,
+                        session_id,
+                        client_id,
+                        client_name,
+                        task,
+                        args,
+                        started_at_ms: self.clock.unix.saturating_mul(1000),
+                        running_ms: 0,
+                        bytes_out: 0,
+                        bytes_in: 0,
+                    });
+                    self.settle_runs(keep);
+                }
+                self.stale = true;
+            }
+            ServerEvent::TaskFinished { run_id, .. } => {
+                let keep = self.selected_run();
+                self.runs.retain(|r| r.run_id != run_id);
+                self.settle_runs(keep);
+                self.stale = true;
+            }
+            ServerEvent::TasksReloaded { path, tasks } => {
+                self.tasks = TasksOrigin {
+                    path: Some(path),
+                    tasks,
+                };
             }
             ServerEvent::AddressesChanged { addrs } => self.addrs = addrs,
             ServerEvent::PairRequest {
@@ -542,12 +668,13 @@ impl App {
             ServerEvent::PairClosed { request_id, .. } => self.remove_request(request_id),
             ServerEvent::Paired { request_id, .. } => {
                 self.remove_request(request_id);
-                self.clients_stale = true;
+                self.stale = true;
             }
             ServerEvent::Connected { .. }
             | ServerEvent::Disconnected { .. }
             | ServerEvent::Revoked { .. }
-            | ServerEvent::Request { .. } => self.clients_stale = true,
+            | ServerEvent::Renamed { .. }
+            | ServerEvent::Request { .. } => self.stale = true,
             ServerEvent::PairingOpened {
                 mode, closes_in_s, ..
             } => {
@@ -581,6 +708,7 @@ impl App {
             | ServerEvent::AuthFailed { .. }
             | ServerEvent::NoticeSent { .. }
             | ServerEvent::Summary { .. }
+            | ServerEvent::TaskRefused { .. }
             | ServerEvent::Warning { .. } => {}
         }
     }

@@ -1,4 +1,5 @@
-//! Command-line interface of the server: flags, subcommands and their defaults.
+//! Command-line interface of the server: flags, subcommands and their defaults. Every flag
+//! of the server itself is also a setting of its configuration file (`settings` reads them).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -11,8 +12,14 @@ use csc_shared::state::SERVER_STATE_ENV;
 /// Shows pairing codes to the person at this machine, keeps the registry of paired clients,
 /// and runs their tasks.
 #[derive(Debug, Parser)]
-#[command(name = "server-tui", version, about, long_about = None)]
+#[command(name = "server-tui", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
+    /// Configuration file (TOML): its tasks, and any of these flags as settings
+    /// (`port = 7000`, `no-mdns = true`); flags given here win over it. Default:
+    /// server.toml in the platform config folder, when it exists. Read by the server only,
+    /// not by the subcommands; SIGHUP, `r` or `server-tui reload` read its tasks again.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// TCP port to listen on (0 picks a free one).
     #[arg(long, default_value_t = csc_shared::DEFAULT_PORT)]
     pub port: u16,
@@ -86,6 +93,11 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// The end of `--help`: the exit codes.
+const AFTER_HELP: &str = "Exit codes: 0 ok, 1 failure, 2 bad command line, 3 port unavailable, \
+4 another server uses the state folder, 5 no client or run matches (forget, rename, stop-run), \
+6 bad configuration file (at start, or refused by reload).";
+
 /// Subcommands. Without one, the server runs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -100,6 +112,23 @@ pub enum Command {
     Pairing {
         #[command(subcommand)]
         action: PairingAction,
+    },
+    /// Make the running server read its configuration file's tasks again (as SIGHUP does);
+    /// on a mistake the tasks in force stay and the mistake is printed.
+    Reload,
+    /// List the runs in progress on the running server.
+    Runs,
+    /// Stop a run in progress on the running server (its program gets SIGTERM, then SIGKILL).
+    StopRun {
+        /// The run's number, as `server-tui runs` lists it.
+        run_id: u64,
+    },
+    /// Rename a paired client on the running server; tasks' `clients` lists see the new name.
+    Rename {
+        /// Client id (full, or a prefix such as 3F2A-91C0) or exact name.
+        id: String,
+        /// The new name: 1 to 64 characters, no control characters.
+        name: String,
     },
 }
 

@@ -38,6 +38,10 @@ pub enum Command {
     OpenPairing,
     /// Refuse pairing requests until opened again.
     ClosePairing,
+    /// Read the configuration file's tasks again.
+    Reload,
+    /// Stop the selected run (no confirmation: its program gets SIGTERM, then SIGKILL).
+    StopRun,
     /// Say yes in a dialog, or send what was typed.
     Confirm,
     /// Say no, close a dialog or leave the input.
@@ -54,6 +58,8 @@ pub enum Scope {
     Main,
     /// The main screen with the clients table focused.
     Clients,
+    /// The main screen with the runs table focused.
+    Runs,
     /// The "revoke?" confirmation.
     Dialog,
     /// The notice input box. Keys not bound here are typed.
@@ -69,6 +75,7 @@ impl Scope {
             Scope::Global => "Anywhere",
             Scope::Main => "Main screen",
             Scope::Clients => "Clients table",
+            Scope::Runs => "Runs table",
             Scope::Dialog => "Confirmation",
             Scope::Input => "Notice input",
             Scope::Help => "This help",
@@ -107,7 +114,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: &[Key::plain(KeyCode::Tab)],
         command: Command::NextPane,
         scope: Scope::Main,
-        help: "focus the next pane (requests, clients, events)",
+        help: "focus the next pane (requests, clients, runs, events)",
         hint: Some("pane"),
     },
     Binding {
@@ -123,6 +130,13 @@ pub const BINDINGS: &[Binding] = &[
         scope: Scope::Clients,
         help: "revoke the selected client (asks first)",
         hint: Some("revoke"),
+    },
+    Binding {
+        keys: &[Key::ch('s')],
+        command: Command::StopRun,
+        scope: Scope::Runs,
+        help: "stop the selected run (at once: SIGTERM, then SIGKILL)",
+        hint: Some("stop run"),
     },
     Binding {
         keys: &[Key::ch('n')],
@@ -144,6 +158,13 @@ pub const BINDINGS: &[Binding] = &[
         scope: Scope::Main,
         help: "close pairing: refuse requests until opened again",
         hint: None,
+    },
+    Binding {
+        keys: &[Key::ch('r')],
+        command: Command::Reload,
+        scope: Scope::Main,
+        help: "reload the tasks from the configuration file (as SIGHUP does)",
+        hint: Some("reload"),
     },
     Binding {
         keys: &[Key::plain(KeyCode::Up), Key::ch('k')],
@@ -282,6 +303,11 @@ mod tests {
         let main = MAP.hints(&[Scope::Clients, Scope::Main]);
         assert!(main.contains(&("q".into(), "quit")), "{main:?}");
         assert!(main.contains(&("x".into(), "revoke")), "{main:?}");
+        assert!(main.contains(&("r".into(), "reload")), "{main:?}");
+        assert!(!main.iter().any(|(_, w)| *w == "stop run"), "{main:?}");
+        let runs = MAP.hints(&[Scope::Runs, Scope::Main]);
+        assert!(runs.contains(&("s".into(), "stop run")), "{runs:?}");
+        assert!(!runs.iter().any(|(_, w)| *w == "revoke"), "{runs:?}");
         assert!(
             !main.iter().any(|(k, _)| k == "^C"),
             "q already says quit: {main:?}"
@@ -299,6 +325,7 @@ mod tests {
         for scope in [
             Scope::Main,
             Scope::Clients,
+            Scope::Runs,
             Scope::Dialog,
             Scope::Input,
             Scope::Help,
@@ -306,8 +333,8 @@ mod tests {
             for b in BINDINGS.iter().filter(|b| b.scope == scope) {
                 for k in b.keys {
                     let ev = KeyEvent::new(k.code, k.mods);
-                    let scopes = if scope == Scope::Clients {
-                        vec![Scope::Clients, Scope::Main]
+                    let scopes = if matches!(scope, Scope::Clients | Scope::Runs) {
+                        vec![scope, Scope::Main]
                     } else {
                         vec![scope]
                     };

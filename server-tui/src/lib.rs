@@ -1,6 +1,9 @@
-//! `server-tui`: the server application. Thin: it parses the command line, opens the engine
-//! from `csc_shared::server`, and renders its events, either as headless lines or JSON
-//! (`headless`) or in the full-screen interface (`tui`), which consume the same events.
+//! `server-tui`: the server application. Thin: it parses the command line (and the settings
+//! of its configuration file, `settings`), opens the engine from `csc_shared::server`, and
+//! renders its events, either as headless lines or JSON (`headless`) or in the full-screen
+//! interface (`tui`), which consume the same events.
+//!
+//! Exit codes are in [`exit`]; a mistake in the configuration file is [`exit::CONFIG`].
 //!
 //! Layout of the full-screen interface, ratatui style:
 //! - `app`: state and the one `update` function (keys, engine events, ticks in; actions out);
@@ -10,17 +13,22 @@
 
 mod app;
 pub mod cli;
+mod commands;
 mod headless;
 mod keymap;
+mod settings;
 #[cfg(test)]
 mod test_support;
 mod tui;
 mod ui;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use cli::{Cli, Command};
+use csc_shared::server::tasks::config::ConfigFile;
 use csc_shared::server::{Server, ServerConfig, ServerError, Tasks};
 use csc_shared::state::{ServerStore, Side, StateError, default_state_dir};
 
@@ -36,8 +44,11 @@ pub mod exit {
     pub const BIND: u8 = 3;
     /// Another server is already running with this state folder.
     pub const LOCKED: u8 = 4;
-    /// `forget`: no paired client matches (or several do).
+    /// `forget`, `rename`: no paired client matches (or several do); `stop-run`: no such
+    /// run is in progress.
     pub const NO_MATCH: u8 = 5;
+    /// The configuration file is unusable (at start), or `reload` was refused because of it.
+    pub const CONFIG: u8 = 6;
 }
 
 /// A failure with the exit code it maps to.
@@ -70,14 +81,41 @@ impl From<StateError> for Failure {
     }
 }
 
-/// Parse-free entry point used by `main`: sets up logging and a runtime, runs, maps errors.
-pub fn main_with(cli: Cli) -> ExitCode {
+/// The binary's entry point: the command line of this process, with the settings of the
+/// configuration file under it.
+pub fn main() -> ExitCode {
+    main_from(std::env::args_os().collect())
+}
+
+/// [`main`] for the command line `args` (program name first): a usage error exits here with
+/// [`exit::USAGE`], a configuration file mistake with [`exit::CONFIG`].
+pub fn main_from(args: Vec<OsString>) -> ExitCode {
+    let cli = Cli::parse_from(&args);
+    let reserved = server_tasks();
+    let reserved = reserved.names();
+    match settings::resolve(cli, &args, &reserved, csc_shared::server::effective_uid()) {
+        Ok((cli, file)) => main_with(cli, file),
+        Err(f) => {
+            eprintln!("server-tui: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Entry point after parsing: sets up logging and a runtime, runs, maps errors. `config` is
+/// the configuration file `cli` was completed from, if any.
+pub fn main_with(cli: Cli, config: Option<ConfigFile>) -> ExitCode {
     // Under the full-screen interface, log lines go to the screen instead of over the picture
     // (and to stderr again once the terminal is given back).
     tui_kit::log::init(wants_tui(&cli), true);
     tui_kit::terminal::block_on("server-tui", async {
-        run(cli).await.map_err(|f| (f.code, f.message))
+        run(cli, config).await.map_err(|f| (f.code, f.message))
     })
+}
+
+/// The tasks registered in Rust: the built-ins. A configured task may not take their names.
+fn server_tasks() -> Tasks {
+    Tasks::with_builtins()
 }
 
 /// Whether this run gets the full-screen interface: the server itself (no subcommand), on a
@@ -125,29 +163,45 @@ fn config(cli: &Cli) -> ServerConfig {
     c
 }
 
-/// Run the server, or a subcommand, until done (Ctrl-C or SIGTERM for the server).
-pub async fn run(cli: Cli) -> Result<(), Failure> {
+/// Run the server, or a subcommand, until done (Ctrl-C or SIGTERM for the server). The server
+/// takes its tasks from `file` (see `settings::resolve`); subcommands ignore it.
+pub async fn run(cli: Cli, file: Option<ConfigFile>) -> Result<(), Failure> {
     let dir = state_dir(&cli)?;
     match &cli.command {
-        Some(Command::Clients) => headless::list_clients(&dir, cli.json).await,
-        Some(Command::Forget { id }) => headless::forget(&dir, id, cli.json).await,
-        Some(Command::Pairing { action }) => headless::pairing(&dir, action, cli.json).await,
-        None => serve(&cli, &dir).await,
+        Some(Command::Clients) => commands::list_clients(&dir, cli.json).await,
+        Some(Command::Forget { id }) => commands::forget(&dir, id, cli.json).await,
+        Some(Command::Pairing { action }) => commands::pairing(&dir, action, cli.json).await,
+        Some(Command::Reload) => commands::reload(&dir, cli.json).await,
+        Some(Command::Runs) => commands::list_runs(&dir, cli.json).await,
+        Some(Command::StopRun { run_id }) => commands::stop_run(&dir, *run_id, cli.json).await,
+        Some(Command::Rename { id, name }) => commands::rename(&dir, id, name, cli.json).await,
+        None => serve(&cli, &dir, file).await,
     }
 }
 
-async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
+async fn serve(cli: &Cli, dir: &std::path::Path, file: Option<ConfigFile>) -> Result<(), Failure> {
     // Every session holds a socket, and the usual soft limit of 1,024 open files would stop
     // the server near a thousand clients: lift it as far as the hard limit allows.
     let fd_limit = csc_shared::discovery::raise_fd_limit();
     tracing::debug!("open-files limit {fd_limit}");
+    // What a task's program leaves running when it exits is re-parented here and reaped,
+    // not left to an init that may not.
+    if let Err(e) = csc_shared::server::tasks::adopt_orphans() {
+        tracing::warn!("programs that tasks leave behind will not be reaped by the server: {e}");
+    }
     let (tx, rx) =
         csc_shared::server::events::channel(csc_shared::server::events::DEFAULT_CAPACITY);
-    let server =
-        Server::open(dir, config(cli), Tasks::with_builtins(), Some(tx)).map_err(|e| match e {
-            ServerError::State(s) => Failure::from(s),
-            other => Failure::new(exit::FAILURE, other.to_string()),
-        })?;
+    let server = Server::open(dir, config(cli), server_tasks(), Some(tx)).map_err(|e| match e {
+        ServerError::State(s) => Failure::from(s),
+        other => Failure::new(exit::FAILURE, other.to_string()),
+    })?;
+    let origin = headless::TasksOrigin::of(file.as_ref());
+    if let Some(file) = file {
+        server.set_config(file);
+    }
+    // Registered before the listener reports, so a SIGHUP right after `listening` reloads
+    // instead of ending the process (SIGHUP's default).
+    let hangup = reload_on_hangup(&server);
     let addr = std::net::SocketAddr::new(cli.bind, cli.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -178,12 +232,18 @@ async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
             server,
             listener,
             rx,
-            tui_kit::terminal::wants_color(cli.no_color),
-            cli.open_for,
+            tui::Setup {
+                color: tui_kit::terminal::wants_color(cli.no_color),
+                open_for: cli.open_for,
+                origin,
+            },
             shutdown_signal(),
         )
         .await;
         control.abort();
+        if let Some(h) = hangup {
+            h.abort();
+        }
         let _ = std::fs::remove_file(csc_shared::server::control::socket_path(dir));
         return result;
     }
@@ -192,10 +252,13 @@ async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
     let json = cli.json;
     let printer = std::thread::Builder::new()
         .name("events".into())
-        .spawn(move || headless::print_events(rx, json))
+        .spawn(move || headless::print_events(rx, json, origin))
         .map_err(|e| Failure::new(exit::FAILURE, format!("cannot start the printer: {e}")))?;
     let result = server.run(listener, shutdown_signal()).await;
     control.abort();
+    if let Some(h) = hangup {
+        h.abort();
+    }
     let _ = std::fs::remove_file(csc_shared::server::control::socket_path(dir));
     // The engine (and its event sender) is gone once run returns; the printer drains and
     // ends. One stuck on a stdout nobody reads is left behind rather than waited for.
@@ -205,6 +268,31 @@ async fn serve(cli: &Cli, dir: &std::path::Path) -> Result<(), Failure> {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     result.map_err(|e| Failure::new(exit::FAILURE, e.to_string()))
+}
+
+/// Reload the configuration file's tasks on every SIGHUP. The engine reports the outcome
+/// (`tasks_reloaded`, or a warning while the tasks in force stay), in both interfaces.
+#[cfg(unix)]
+fn reload_on_hangup(server: &Server) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("SIGHUP will not reload the tasks: {e}");
+            return None;
+        }
+    };
+    let server = server.clone();
+    Some(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let _ = server.reload_tasks();
+        }
+    }))
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_server: &Server) -> Option<tokio::task::JoinHandle<()>> {
+    None
 }
 
 async fn shutdown_signal() {

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use csc_shared::identity::PeerId;
-use csc_shared::server::{ClientView, PairingMode, PairingStatus, ServerEvent};
+use csc_shared::message::RunStatus;
+use csc_shared::server::{ClientView, PairingMode, PairingStatus, RunView, ServerEvent};
 use csc_shared::state::ClientRecord;
 
 use crate::app::{App, Clock, Msg, Options};
@@ -96,6 +97,10 @@ pub fn app(w: u16, h: u16, color: bool) -> (App, Instant) {
             color,
             pairing: open_pairing(),
             open_for: Duration::from_secs(120),
+            origin: crate::headless::TasksOrigin {
+                path: Some("/etc/csc/server.toml".into()),
+                tasks: vec!["cat".into(), "greet".into()],
+            },
         },
         clock_at(start, 0),
         (w, h),
@@ -112,5 +117,55 @@ pub fn budget_spent(reopens_in_s: u64) -> ServerEvent {
         reopens_in_s: Some(reopens_in_s),
         budget: 20,
         budget_window_s: 86_400,
+    }
+}
+
+/// A run of `task` by client `n` named `name`, started `secs_ago` before [`NOW_UNIX`].
+pub fn run_view(
+    run_id: u64,
+    name: &str,
+    n: u8,
+    task: &str,
+    args: &[&str],
+    secs_ago: u64,
+) -> RunView {
+    RunView {
+        run_id,
+        session_id: u64::from(n),
+        client_id: peer(n),
+        client_name: name.into(),
+        task: task.into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        started_at_ms: (NOW_UNIX - secs_ago) * 1000,
+        running_ms: secs_ago * 1000,
+        bytes_out: 0,
+        bytes_in: 0,
+    }
+}
+
+/// The engine's `task_started` for `run`.
+pub fn task_started(run: &RunView) -> ServerEvent {
+    ServerEvent::TaskStarted {
+        run_id: run.run_id,
+        session_id: run.session_id,
+        client_name: run.client_name.clone(),
+        client_id: run.client_id,
+        task: run.task.clone(),
+        args: run.args.clone(),
+    }
+}
+
+/// The engine's `task_finished` for `run`, ended with `status` after `duration_ms`.
+pub fn task_finished(run: &RunView, status: RunStatus, duration_ms: u64) -> ServerEvent {
+    ServerEvent::TaskFinished {
+        run_id: run.run_id,
+        session_id: run.session_id,
+        client_name: run.client_name.clone(),
+        client_id: run.client_id,
+        task: run.task.clone(),
+        status,
+        duration_ms,
+        bytes_out: run.bytes_out,
+        bytes_in: run.bytes_in,
     }
 }

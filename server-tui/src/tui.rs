@@ -14,7 +14,19 @@ use tui_kit::log::LogRouter;
 use tui_kit::terminal::{TerminalGuard, drive};
 
 use crate::app::{Action, App, Clock, Level, Msg, Options};
+use crate::headless::TasksOrigin;
 use crate::{Failure, exit, ui};
+
+/// What the interface starts with, besides the engine.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Whether to use colour.
+    pub color: bool,
+    /// How long `o` opens a pairing window for.
+    pub open_for: std::time::Duration,
+    /// Where the configured tasks came from.
+    pub origin: TasksOrigin,
+}
 
 /// Run the server under the full-screen interface until the operator quits or `shutdown`
 /// (SIGTERM) completes.
@@ -22,8 +34,7 @@ pub async fn run(
     server: Server,
     listener: TcpListener,
     engine_events: mpsc::Receiver<ServerEvent>,
-    color: bool,
-    open_for: std::time::Duration,
+    setup: Setup,
     shutdown: impl Future,
 ) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -50,9 +61,10 @@ pub async fn run(
         Options {
             name: server.name().to_string(),
             server_short: server.id().short(),
-            color,
+            color: setup.color,
             pairing: server.pairing_status(),
-            open_for,
+            open_for: setup.open_for,
+            origin: setup.origin,
         },
         Clock::now(),
         size,
@@ -102,9 +114,23 @@ fn perform(
 ) -> bool {
     match action {
         Action::Quit => return false,
-        Action::RefreshClients => {
-            // A snapshot under short locks; the update that follows cannot ask for more.
+        Action::Refresh => {
+            // Snapshots under short locks; the updates that follow cannot ask for more.
             let _ = app.update(Msg::Clients(server.clients()));
+            let _ = app.update(Msg::Runs(server.runs()));
+        }
+        Action::Reload => {
+            // The engine reports `tasks_reloaded`, or a warning while the old tasks stay.
+            let _ = server.reload_tasks();
+        }
+        Action::StopRun { run_id } => {
+            // Its end is reported by the engine as `task_finished`.
+            if !server.stop_run(run_id) {
+                let _ = app.update(Msg::Log(
+                    Level::Info,
+                    format!("run {run_id} had already ended"),
+                ));
+            }
         }
         Action::OpenPairing => {
             // The engine reports `pairing_opened`, which the app shows.

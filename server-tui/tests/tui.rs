@@ -122,3 +122,47 @@ fn ctrl_c_quits_even_while_typing_a_notice() {
     pty.send(b"\x03");
     assert!(pty.wait_exit().success());
 }
+
+#[test]
+fn r_reloads_the_tasks_and_the_screen_says_how_it_went() {
+    use std::os::unix::fs::PermissionsExt;
+    let sdir = tempfile::tempdir().unwrap();
+    let conf = tempfile::tempdir().unwrap();
+    let path = conf.path().join("server.toml");
+    let write = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write("[tasks.greet]\ncommand = [\"/bin/echo\", \"hello\"]\n");
+    let mut pty = spawn(&[
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-mdns",
+        "--no-color",
+        "--config",
+        path.to_str().unwrap(),
+        "--state-dir",
+        sdir.path().to_str().unwrap(),
+    ]);
+    pty.wait_for("listening port", port);
+    pty.wait_text("tasks from ");
+    pty.wait_text("1 task from server.toml");
+    assert!(pty.contents().contains("r reload"), "{}", pty.contents());
+    write(
+        "[tasks.greet]\ncommand = [\"/bin/echo\", \"hello\"]\n\n[tasks.more]\ncommand = [\"/bin/true\"]\n",
+    );
+    pty.send(b"r");
+    pty.wait_text("tasks reloaded from ");
+    pty.wait_text("2 tasks from server.toml");
+    write("[tasks.greet]\ncommand = [\"/bin/echo\", \"hello\"]\n\n[tasks.more]\ncommand = []\n");
+    pty.send(b"r");
+    pty.wait_text("reloading the tasks failed");
+    assert!(
+        pty.contents().contains("2 tasks from server.toml"),
+        "the tasks in force stay: {}",
+        pty.contents()
+    );
+    pty.quit(b"q");
+}

@@ -175,6 +175,137 @@ pub struct TaskErrorBody {
     pub message: String,
 }
 
+/// Which output stream a `run_output` chunk belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A limit or an outside event that stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The task's `timeout` passed.
+    Timeout,
+    /// The run wrote more than its output cap.
+    OutputLimit,
+    /// The client sent more than the run's stdin cap.
+    StdinLimit,
+    /// The client cancelled it (`run_cancel`).
+    Cancelled,
+    /// The client's session ended.
+    Disconnected,
+    /// The server is shutting down.
+    Shutdown,
+    /// The server's operator stopped it.
+    Operator,
+    /// A reason this version does not know.
+    #[serde(other)]
+    Other,
+}
+
+/// Why a run was refused before anything ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// No such task.
+    UnknownTask,
+    /// An argument is missing, extra, or does not match its pattern.
+    BadArgs,
+    /// This client is not in the task's `clients`.
+    Forbidden,
+    /// The task's cap on concurrent runs (`concurrency`) is reached.
+    Busy,
+    /// The server's cap on concurrent runs (`max_runs`) is reached.
+    ServerBusy,
+    /// The program could not be started.
+    SpawnFailed,
+    /// The run id is already in use on this session.
+    DuplicateId,
+    /// A code this version does not know.
+    #[serde(other)]
+    Other,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunStatus {
+    /// The program exited with `code` (0 is success).
+    Exited {
+        /// Its exit code.
+        code: i32,
+    },
+    /// The program was killed by `signal` (not by us).
+    Signaled {
+        /// The signal number.
+        signal: i32,
+    },
+    /// A limit or an outside event stopped it (we terminated it).
+    Stopped {
+        /// Which.
+        reason: StopReason,
+    },
+    /// Refused before anything ran.
+    Refused {
+        /// Why, for programs.
+        code: RefusalCode,
+        /// Why, for people (for `bad_args`: which argument and its pattern).
+        message: String,
+    },
+    /// A value task finished; its result is in `run_exit.result`.
+    Done {},
+    /// A value task failed.
+    Failed {
+        /// Machine-readable class.
+        code: String,
+        /// A sentence for people.
+        message: String,
+    },
+    /// A status this version does not know.
+    #[serde(other)]
+    Other,
+}
+
+impl RunStatus {
+    /// Whether the run succeeded: exit code 0, or a value task that finished.
+    pub fn success(&self) -> bool {
+        matches!(self, RunStatus::Exited { code: 0 } | RunStatus::Done {})
+    }
+}
+
+/// A declared argument of a task, as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgInfo {
+    /// Its name (the placeholder `{name}` in the command).
+    pub name: String,
+    /// The pattern a value must match (a regular expression, anchored by the operator).
+    pub pattern: String,
+}
+
+/// A task as clients see it (`task_list`). The command itself is never shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Its name.
+    pub name: String,
+    /// What it does, for people.
+    #[serde(default)]
+    pub description: String,
+    /// Its arguments, in order.
+    #[serde(default)]
+    pub args: Vec<ArgInfo>,
+    /// Whether it reads stdin.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Whether it is built into the server (returns a value) rather than configured.
+    #[serde(default)]
+    pub builtin: bool,
+}
+
 /// Every message of the protocol. See `docs/protocol.md` for the sequences.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -299,6 +430,93 @@ pub enum Message {
     /// The server removed this client from its registry.
     Unpaired {},
 
+    // ---- streaming runs (a session may hold many at once, interleaved) ----
+    /// Start task `task` as run `id`: its output streams back as `run_output`, its end as
+    /// `run_exit`. `window` is the output credit granted, in bytes (see `run_ack`).
+    Run {
+        /// Chosen by the client, unique among its runs in flight on this session.
+        id: u64,
+        /// Task name.
+        task: String,
+        /// Positional arguments.
+        #[serde(default)]
+        args: Vec<String>,
+        /// Output bytes the server may send before the client acknowledges any.
+        window: u64,
+    },
+    /// The run was accepted and its program started.
+    RunStarted {
+        /// The run.
+        id: u64,
+        /// Whether it reads stdin (`run_input`); when so, `stdin_window` bytes may be sent
+        /// before the server acknowledges any.
+        stdin: bool,
+        /// Stdin credit, bytes.
+        #[serde(default)]
+        stdin_window: u64,
+    },
+    /// A chunk of the program's output. Never more than the output credit left.
+    RunOutput {
+        /// The run.
+        id: u64,
+        /// Which stream.
+        stream: OutputStream,
+        /// The bytes, exactly as written (binary-safe).
+        data: B64,
+    },
+    /// The client consumed `bytes` more output: the server may send that many more.
+    RunAck {
+        /// The run.
+        id: u64,
+        /// Bytes consumed since the last acknowledgement.
+        bytes: u64,
+    },
+    /// A chunk for the program's stdin. Never more than the stdin credit left.
+    RunInput {
+        /// The run.
+        id: u64,
+        /// The bytes.
+        data: B64,
+    },
+    /// The program consumed `bytes` more stdin: the client may send that many more.
+    RunInputAck {
+        /// The run.
+        id: u64,
+        /// Bytes consumed since the last acknowledgement.
+        bytes: u64,
+    },
+    /// No more stdin: the program's stdin is closed.
+    RunInputEnd {
+        /// The run.
+        id: u64,
+    },
+    /// Stop the run: its program is terminated (SIGTERM to its process group, SIGKILL after
+    /// a grace period); a `run_exit` with status `stopped`/`cancelled` follows.
+    RunCancel {
+        /// The run.
+        id: u64,
+    },
+    /// The run ended; nothing more comes for `id`.
+    RunExit {
+        /// The run.
+        id: u64,
+        /// How it ended.
+        status: RunStatus,
+        /// From start to end, milliseconds.
+        duration_ms: u64,
+        /// The result of a task that returns a value instead of output (built-ins and
+        /// value tasks registered in Rust).
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        result: serde_json::Value,
+    },
+    /// Ask for the tasks this client may run.
+    ListTasks {},
+    /// The tasks this client may run.
+    TaskList {
+        /// Each task.
+        tasks: Vec<TaskInfo>,
+    },
+
     // ---- either direction ----
     /// Something went wrong; usually followed by a close.
     Error {
@@ -338,6 +556,17 @@ impl Message {
             Message::Pong {} => "pong",
             Message::Unpair {} => "unpair",
             Message::Unpaired {} => "unpaired",
+            Message::Run { .. } => "run",
+            Message::RunStarted { .. } => "run_started",
+            Message::RunOutput { .. } => "run_output",
+            Message::RunAck { .. } => "run_ack",
+            Message::RunInput { .. } => "run_input",
+            Message::RunInputAck { .. } => "run_input_ack",
+            Message::RunInputEnd { .. } => "run_input_end",
+            Message::RunCancel { .. } => "run_cancel",
+            Message::RunExit { .. } => "run_exit",
+            Message::ListTasks {} => "list_tasks",
+            Message::TaskList { .. } => "task_list",
             Message::Error { .. } => "error",
             Message::Unknown => "unknown",
         }
@@ -399,6 +628,49 @@ mod tests {
         assert_eq!(clean_name("\u{7}\u{0}"), "unnamed");
         assert_eq!(clean_name(&"x".repeat(500)).len(), MAX_NAME);
         assert_eq!(clean_text("a\u{1b}]0;t\u{7}\nb\tc\r"), "a]0;t\nb\tc");
+    }
+
+    #[test]
+    fn run_messages_wire_form() {
+        let m = Message::RunOutput {
+            id: 3,
+            stream: OutputStream::Stderr,
+            data: B64(b"oops\n".to_vec()),
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"run_output","id":3,"stream":"stderr","data":"b29wcwo"}"#
+        );
+        assert_eq!(serde_json::from_str::<Message>(&text).unwrap(), m);
+        let exit = Message::RunExit {
+            id: 3,
+            status: RunStatus::Stopped {
+                reason: StopReason::Timeout,
+            },
+            duration_ms: 1000,
+            result: serde_json::Value::Null,
+        };
+        let text = serde_json::to_string(&exit).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"run_exit","id":3,"status":{"kind":"stopped","reason":"timeout"},"duration_ms":1000}"#
+        );
+        assert_eq!(serde_json::from_str::<Message>(&text).unwrap(), exit);
+        // A newer status or reason decodes as `other`, not as an error.
+        let m: Message = serde_json::from_str(
+            r#"{"type":"run_exit","id":1,"status":{"kind":"teleported"},"duration_ms":0}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            Message::RunExit {
+                status: RunStatus::Other,
+                ..
+            }
+        ));
+        assert!(RunStatus::Exited { code: 0 }.success());
+        assert!(!RunStatus::Exited { code: 1 }.success());
     }
 
     #[test]

@@ -13,9 +13,22 @@ impl App {
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Action> {
         let command = keymap::MAP.lookup(&self.scopes(), &key);
         if command == Some(Command::Quit) {
+            // In the console, the first Ctrl-C stops the runs in progress; the next quits.
+            if self.screen == Screen::Console
+                && matches!(self.overlay, Overlay::None)
+                && let Some(actions) = self.cancel_runs()
+            {
+                return actions;
+            }
             return vec![Action::Quit];
         }
         match &mut self.overlay {
+            Overlay::Tasks => {
+                if command == Some(Command::Cancel) {
+                    self.overlay = Overlay::None;
+                }
+                return Vec::new();
+            }
             Overlay::Help => {
                 if command == Some(Command::Cancel) {
                     self.overlay = Overlay::None;
@@ -200,12 +213,23 @@ impl App {
             return Vec::new();
         };
         match command {
+            // `?` is typed when something is being typed; on an empty line it shows the keys.
+            Some(Command::Help) if !conn.input.value().is_empty() => edit(&mut conn.input, &key),
+            Some(Command::Help) => self.overlay = Overlay::Help,
+            Some(Command::Tasks) => self.overlay = Overlay::Tasks,
+            Some(Command::Complete) => complete(conn),
             Some(Command::Cancel) => {
                 if !conn.input.value().is_empty() {
                     conn.input.reset();
                     conn.history_pos = None;
                     return Vec::new();
                 }
+                if let Some(actions) = self.cancel_runs() {
+                    return actions;
+                }
+                let Some(conn) = self.conn.as_mut() else {
+                    return Vec::new();
+                };
                 self.declined.insert(conn.server.server_id);
                 let name = conn.server.name.clone();
                 self.conn = None;
@@ -243,6 +267,14 @@ impl App {
                 let mut words = line.split_whitespace().map(str::to_string);
                 let task = words.next().unwrap_or_default();
                 conn.next_id += 1;
+                conn.running.insert(
+                    conn.next_id,
+                    Running {
+                        task: task.clone(),
+                        started: self.clock.instant,
+                        cancelling: false,
+                    },
+                );
                 return vec![Action::Run {
                     link: conn.link,
                     id: conn.next_id,
@@ -285,6 +317,45 @@ impl App {
         Vec::new()
     }
 
+    /// Stop the runs in progress that were not asked to stop yet; `None` when there are
+    /// none (then the key does what it does otherwise).
+    pub(super) fn cancel_runs(&mut self) -> Option<Vec<Action>> {
+        let unix = self.clock.unix;
+        let conn = self.conn.as_mut()?;
+        let link = conn.link;
+        let ids: Vec<u64> = conn
+            .running
+            .iter_mut()
+            .filter(|(_, r)| !r.cancelling)
+            .map(|(id, r)| {
+                r.cancelling = true;
+                *id
+            })
+            .collect();
+        if ids.is_empty() {
+            return None;
+        }
+        push_entry(
+            conn,
+            EntryKind::Info,
+            format!(
+                "cancelling {} (Ctrl-C again quits)",
+                if ids.len() == 1 {
+                    "the run in progress".to_string()
+                } else {
+                    format!("{} runs in progress", ids.len())
+                }
+            ),
+            None,
+            unix,
+        );
+        Some(
+            ids.into_iter()
+                .map(|id| Action::CancelRun { link, id })
+                .collect(),
+        )
+    }
+
     pub(super) fn move_by(&mut self, delta: isize) {
         let last = self.hosts.len().saturating_sub(1);
         self.selected = self.selected.saturating_add_signed(delta).min(last);
@@ -295,6 +366,50 @@ impl App {
         let rows = crate::ui::host_rows(self);
         self.offset = crate::ui::scroll_into_view(self.offset, self.selected, rows);
     }
+}
+
+/// Tab in the console: complete the task name being typed (as far as the tasks that start
+/// with it agree), and show the arguments of the task it names.
+pub(super) fn complete(conn: &mut ConnState) {
+    let line = conn.input.value().to_string();
+    let word = line.trim_start();
+    if word.contains(char::is_whitespace) {
+        return;
+    }
+    let matches: Vec<&str> = conn
+        .tasks
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| n.starts_with(word))
+        .collect();
+    let Some(first) = matches.first() else {
+        return;
+    };
+    let mut common = first.to_string();
+    for m in &matches[1..] {
+        while !m.starts_with(&common) {
+            common.pop();
+        }
+    }
+    let done = matches.len() == 1;
+    conn.input = Input::new(if done { format!("{common} ") } else { common });
+}
+
+/// What the console shows under the input: the arguments of the task typed.
+pub fn arg_hint(conn: &ConnState) -> Option<String> {
+    let name = conn.input.value().split_whitespace().next()?;
+    let task = conn.tasks.iter().find(|t| t.name == name)?;
+    let mut hint = task.name.clone();
+    for a in &task.args {
+        hint.push_str(&format!(" <{}: {}>", a.name, a.pattern));
+    }
+    if task.args.is_empty() {
+        hint.push_str(" (no arguments)");
+    }
+    if !task.description.is_empty() {
+        hint.push_str(&format!(" · {}", task.description));
+    }
+    Some(hint)
 }
 
 /// Pass an editing key to a text input.

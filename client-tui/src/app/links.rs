@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use csc_shared::discovery::{Found, Via};
 use csc_shared::identity::PeerId;
+use csc_shared::message::OutputStream;
 use csc_shared::message::{PairFailure, RepairReason};
 use csc_shared::state::PairedServer;
 use serde_json::Value;
@@ -104,10 +105,6 @@ impl App {
         }
         if self.conn.as_ref().is_some_and(|c| c.link == link) {
             return self.on_session_event(event);
-        }
-        // A reply may come from a session since replaced; it still belongs in the console.
-        if let (LinkEvent::Reply { id, result, rtt }, Some(conn)) = (&event, self.conn.as_mut()) {
-            push_reply(conn, *id, result.clone(), *rtt, self.clock.unix);
         }
         Vec::new()
     }
@@ -242,6 +239,7 @@ impl App {
                     server.name,
                 );
                 push_entry(conn, EntryKind::Good, text, None, clock.unix);
+                let link = conn.link;
                 if !again {
                     push_entry(
                         conn,
@@ -261,7 +259,8 @@ impl App {
                     self.status = None;
                 }
                 self.upsert_paired(server);
-                Vec::new()
+                // What it offers, for completion and the task list.
+                vec![Action::ListTasks { link }]
             }
             LinkEvent::Connecting { attempt } => {
                 conn.state = LinkState::Connecting {
@@ -331,7 +330,34 @@ impl App {
                 vec![Action::Hangup]
             }
             LinkEvent::Reply { id, result, rtt } => {
+                flush_partial(conn, id, clock.unix);
+                conn.running.remove(&id);
                 push_reply(conn, id, result, rtt, clock.unix);
+                Vec::new()
+            }
+            LinkEvent::RunOutput { id, stream, data } => {
+                push_output(conn, id, stream, &data, clock.unix);
+                Vec::new()
+            }
+            LinkEvent::RunDone { id, status, rtt } => {
+                flush_partial(conn, id, clock.unix);
+                let task = conn
+                    .running
+                    .remove(&id)
+                    .map(|r| r.task)
+                    .unwrap_or_else(|| "the task".into());
+                let text = crate::headless::describe_status(&task, &status);
+                let kind = if status.success() {
+                    EntryKind::Good
+                } else {
+                    EntryKind::Error
+                };
+                push_entry(conn, kind, text, Some(rtt), clock.unix);
+                Vec::new()
+            }
+            LinkEvent::Tasks(mut tasks) => {
+                tasks.sort_by(|a, b| a.name.cmp(&b.name));
+                conn.tasks = tasks;
                 Vec::new()
             }
             LinkEvent::Notice { text } => {
@@ -407,6 +433,60 @@ pub(super) fn push_entry(
     if conn.scroll > 0 {
         // Someone is reading back: keep their lines where they are.
         conn.scroll += lines;
+    }
+}
+
+/// Output of run `id`: whole lines go into the console as they come (stderr marked as
+/// errors); a line not finished yet waits for its end, or for the run's.
+pub(super) fn push_output(
+    conn: &mut ConnState,
+    id: u64,
+    stream: OutputStream,
+    data: &[u8],
+    unix: u64,
+) {
+    let kind = match stream {
+        OutputStream::Stdout => EntryKind::Reply,
+        OutputStream::Stderr => EntryKind::Error,
+    };
+    let buf = conn.partial.entry((id, stream)).or_default();
+    buf.extend_from_slice(data);
+    let mut lines = Vec::new();
+    while let Some(at) = buf.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = buf.drain(..=at).collect();
+        lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+    }
+    // A line that never ends (binary, or a program that prints no newline) is shown in
+    // pieces rather than held without bound.
+    if buf.len() >= OUTPUT_LINE_MAX {
+        lines.push(String::from_utf8_lossy(&std::mem::take(buf)).into_owned());
+    }
+    for line in lines {
+        push_entry(conn, kind, line, None, unix);
+    }
+}
+
+/// Longest piece of one output line held back waiting for its newline.
+pub const OUTPUT_LINE_MAX: usize = 4096;
+
+/// Show what run `id` left without a final newline.
+pub(super) fn flush_partial(conn: &mut ConnState, id: u64, unix: u64) {
+    for stream in [OutputStream::Stdout, OutputStream::Stderr] {
+        if let Some(rest) = conn.partial.remove(&(id, stream))
+            && !rest.is_empty()
+        {
+            let kind = match stream {
+                OutputStream::Stdout => EntryKind::Reply,
+                OutputStream::Stderr => EntryKind::Error,
+            };
+            push_entry(
+                conn,
+                kind,
+                String::from_utf8_lossy(&rest).into_owned(),
+                None,
+                unix,
+            );
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use csc_shared::client::describe_refusal;
 use csc_shared::client::limits::wait_in_words;
 use csc_shared::discovery::{DiscoveryEvent, Via};
 use csc_shared::identity::PeerId;
-use csc_shared::message::{PairFailure, RepairReason};
+use csc_shared::message::{OutputStream, PairFailure, RepairReason, RunStatus, TaskInfo};
 use csc_shared::state::PairedServer;
 use serde_json::Value;
 
@@ -204,6 +204,26 @@ pub enum LinkEvent {
         /// Its text.
         text: String,
     },
+    /// Output of run `id`, as it comes.
+    RunOutput {
+        /// The run (the request number the app gave it).
+        id: u64,
+        /// Which stream.
+        stream: OutputStream,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Run `id` of a program ended (value tasks end with [`LinkEvent::Reply`]).
+    RunDone {
+        /// The run.
+        id: u64,
+        /// How it ended.
+        status: RunStatus,
+        /// From typing to the end.
+        rtt: Duration,
+    },
+    /// The tasks this client may run (asked for after connecting).
+    Tasks(Vec<TaskInfo>),
 }
 
 /// Side effects the event loop carries out for the app.
@@ -266,6 +286,18 @@ pub enum Action {
         task: String,
         /// Its arguments.
         args: Vec<String>,
+    },
+    /// Stop run `id` of the session.
+    CancelRun {
+        /// Which session.
+        link: u64,
+        /// The run.
+        id: u64,
+    },
+    /// Ask the session for the tasks this client may run.
+    ListTasks {
+        /// Which session.
+        link: u64,
     },
     /// End the pairing or session in progress.
     Hangup,

@@ -1,12 +1,13 @@
 //! The parts of the app's state: the search, a pairing, a connection with its console, and
 //! the small enums the screens are drawn from. Changed only by `App::update` and its helpers.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use csc_shared::discovery::Via;
 use csc_shared::identity::PeerId;
+use csc_shared::message::{OutputStream, TaskInfo};
 use csc_shared::state::PairedServer;
 use tui_input::Input;
 
@@ -54,6 +55,19 @@ pub enum Overlay {
     Address(Input),
     /// "Forget this server?"
     Confirm(ForgetTarget),
+    /// The tasks the server offers.
+    Tasks,
+}
+
+/// A run in progress in the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// The task.
+    pub task: String,
+    /// When it was typed.
+    pub started: Instant,
+    /// Whether a cancel was asked for.
+    pub cancelling: bool,
 }
 
 /// Sweep progress of one subnet.
@@ -248,6 +262,12 @@ pub struct ConnState {
     pub draft: String,
     /// Number of the last request.
     pub next_id: u64,
+    /// The tasks the server offers this client (once asked).
+    pub tasks: Vec<TaskInfo>,
+    /// Runs in progress, by request number.
+    pub running: BTreeMap<u64, Running>,
+    /// Output not ended by a newline yet, per run and stream.
+    pub partial: HashMap<(u64, OutputStream), Vec<u8>>,
 }
 
 impl ConnState {
@@ -271,6 +291,9 @@ impl ConnState {
             history_pos: None,
             draft: String::new(),
             next_id: 0,
+            tasks: Vec::new(),
+            running: BTreeMap::new(),
+            partial: HashMap::new(),
         }
     }
 

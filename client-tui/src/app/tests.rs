@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crossterm::event::KeyCode;
 use csc_shared::discovery::{DiscoveryEvent, Via};
-use csc_shared::message::RepairReason;
+use csc_shared::message::{OutputStream, RepairReason, RunStatus};
 use serde_json::json;
 
 use super::*;
@@ -776,4 +776,157 @@ fn addresses_by_hand_and_forgetting_a_server() {
     assert!(matches!(app.overlay, Overlay::Help));
     assert_eq!(app.update(ch('?')), vec![]);
     assert_eq!(app.update(ch('q')), vec![Action::Quit]);
+}
+
+fn task_info(name: &str, args: &[(&str, &str)]) -> csc_shared::message::TaskInfo {
+    csc_shared::message::TaskInfo {
+        name: name.into(),
+        description: format!("{name} things"),
+        args: args
+            .iter()
+            .map(|(n, p)| csc_shared::message::ArgInfo {
+                name: (*n).into(),
+                pattern: (*p).into(),
+            })
+            .collect(),
+        stdin: false,
+        builtin: false,
+    }
+}
+
+#[test]
+fn connecting_asks_for_the_tasks_and_tab_completes_them() {
+    let (mut app, _) = app_with(80, 24, true, vec![paired("front-desk", 1)]);
+    let actions = app.update(scan_msg(
+        &app,
+        DiscoveryEvent::Found(found("front-desk", 1, Via::Scan)),
+    ));
+    let Some(Action::Connect { link: l, .. }) = actions.first().cloned() else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(
+        app.update(link_msg_connected(l, "front-desk", 1)),
+        vec![Action::ListTasks { link: l }]
+    );
+    app.update(link(
+        l,
+        LinkEvent::Tasks(vec![
+            task_info("greet", &[("who", "^[a-z]{1,16}$")]),
+            task_info("grep-logs", &[]),
+            task_info("count", &[]),
+        ]),
+    ));
+    type_text(&mut app, "gr");
+    app.update(key(KeyCode::Tab));
+    assert_eq!(
+        app.conn.as_ref().unwrap().input.value(),
+        "gre",
+        "the common part"
+    );
+    type_text(&mut app, "e");
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.conn.as_ref().unwrap().input.value(), "greet ");
+    let hint = crate::app::arg_hint(app.conn.as_ref().unwrap()).unwrap();
+    assert!(hint.contains("<who: ^[a-z]{1,16}$>"), "{hint}");
+    // `?` is typed when something is typed, and shows the keys on an empty line.
+    type_text(&mut app, "?");
+    assert_eq!(app.conn.as_ref().unwrap().input.value(), "greet ?");
+    app.update(key(KeyCode::Esc));
+    assert!(app.update(ch('?')).is_empty());
+    assert!(matches!(app.overlay, Overlay::Help));
+    app.update(key(KeyCode::Esc));
+    app.update(ctrl('t'));
+    assert!(matches!(app.overlay, Overlay::Tasks));
+    app.update(key(KeyCode::Esc));
+    assert!(matches!(app.overlay, Overlay::None));
+}
+
+#[test]
+fn output_streams_into_the_console_and_ctrl_c_cancels_before_it_quits() {
+    let (mut app, _) = app_with(80, 24, true, vec![paired("front-desk", 1)]);
+    let l = connected(&mut app, "front-desk", 1);
+    type_text(&mut app, "count");
+    let id = match app.update(key(KeyCode::Enter)).as_slice() {
+        [Action::Run { id, task, .. }] if task == "count" => *id,
+        other => panic!("{other:?}"),
+    };
+    // Lines appear as they come, a line split across chunks once it is whole.
+    let out = |data: &[u8]| {
+        link(
+            l,
+            LinkEvent::RunOutput {
+                id,
+                stream: OutputStream::Stdout,
+                data: data.to_vec(),
+            },
+        )
+    };
+    app.update(out(b"1\n2"));
+    assert_eq!(console_texts(&app).last().unwrap(), "1");
+    app.update(out(b"\n3"));
+    assert_eq!(console_texts(&app).last().unwrap(), "2");
+    app.update(link(
+        l,
+        LinkEvent::RunOutput {
+            id,
+            stream: OutputStream::Stderr,
+            data: b"warning\n".to_vec(),
+        },
+    ));
+    let last = app.conn.as_ref().unwrap().console.back().unwrap().clone();
+    assert_eq!(
+        (last.kind, last.text.as_str()),
+        (EntryKind::Error, "warning")
+    );
+    // The first Ctrl-C cancels the run in progress, the second quits.
+    assert_eq!(
+        app.update(ctrl('c')),
+        vec![Action::CancelRun { link: l, id }]
+    );
+    assert_eq!(app.update(ctrl('c')), vec![Action::Quit]);
+    // The end: what was left without a newline, then the status.
+    app.update(link(
+        l,
+        LinkEvent::RunDone {
+            id,
+            status: RunStatus::Stopped {
+                reason: csc_shared::message::StopReason::Cancelled,
+            },
+            rtt: Duration::from_millis(1500),
+        },
+    ));
+    let texts = console_texts(&app);
+    assert_eq!(texts[texts.len() - 2], "3");
+    assert_eq!(texts.last().unwrap(), "count was stopped: it was cancelled");
+    assert!(app.conn.as_ref().unwrap().running.is_empty());
+    // Nothing running: Ctrl-C quits at once, Esc on an empty line disconnects.
+    assert_eq!(app.update(ctrl('c')), vec![Action::Quit]);
+}
+
+#[test]
+fn a_line_that_never_ends_is_shown_in_pieces() {
+    let (mut app, _) = app_with(80, 24, true, vec![paired("front-desk", 1)]);
+    let l = connected(&mut app, "front-desk", 1);
+    type_text(&mut app, "yes");
+    app.update(key(KeyCode::Enter));
+    let before = console_texts(&app).len();
+    for _ in 0..3 {
+        app.update(link(
+            l,
+            LinkEvent::RunOutput {
+                id: 1,
+                stream: OutputStream::Stdout,
+                data: vec![b'y'; crate::app::OUTPUT_LINE_MAX],
+            },
+        ));
+    }
+    assert_eq!(console_texts(&app).len(), before + 3);
+    assert!(
+        app.conn
+            .as_ref()
+            .unwrap()
+            .partial
+            .values()
+            .all(Vec::is_empty)
+    );
 }

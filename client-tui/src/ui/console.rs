@@ -6,7 +6,6 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Widget};
-use tui_input::Input;
 
 use super::{Theme, clock, in_words, seconds_until, token_expiry};
 use crate::app::{App, ConnState, Entry, EntryKind, LinkState};
@@ -71,7 +70,30 @@ pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buff
     let [info, console, input] = split(area, compact);
     info_lines(app, conn, theme, info, compact, buf);
     console_pane(conn, theme, console, compact, buf);
-    input_line(&conn.input, theme, area, input, compact, buf);
+    input_line(app, conn, theme, area, input, compact, buf);
+}
+
+/// " running: count 2 s · Esc cancels " while runs are in progress.
+fn running_note(app: &App, conn: &ConnState) -> Option<String> {
+    let (_, newest) = conn.running.iter().next_back()?;
+    let secs = app
+        .clock
+        .instant
+        .saturating_duration_since(newest.started)
+        .as_secs();
+    let more = match conn.running.len() {
+        1 => String::new(),
+        n => format!(" +{}", n - 1),
+    };
+    let what = if conn.running.values().all(|r| r.cancelling) {
+        "cancelling"
+    } else {
+        "Esc cancels"
+    };
+    Some(format!(
+        " running: {}{more} {secs} s · {what} ",
+        newest.task
+    ))
 }
 
 fn state_span(app: &App, conn: &ConnState, theme: Theme, compact: bool) -> Span<'static> {
@@ -268,18 +290,27 @@ fn piece_line<'a>(p: &Piece<'a>, theme: Theme, compact: bool) -> Line<'a> {
 }
 
 fn input_line(
-    input: &Input,
+    app: &App,
+    conn: &ConnState,
     theme: Theme,
     body: Rect,
     area: Rect,
     compact: bool,
     buf: &mut Buffer,
 ) {
+    let input = &conn.input;
     if !compact {
-        Block::bordered()
-            .title(Span::styled(" Task ", theme.focused_title()))
-            .border_style(theme.focused_border())
-            .render(area, buf);
+        let mut title = vec![Span::styled(" Task ", theme.focused_title())];
+        if let Some(note) = running_note(app, conn) {
+            title.push(Span::styled(note, theme.warn()));
+        }
+        let mut block = Block::bordered()
+            .title(Line::from(title))
+            .border_style(theme.focused_border());
+        if let Some(hint) = crate::app::arg_hint(conn) {
+            block = block.title_bottom(Line::styled(format!(" {hint} "), theme.dim()));
+        }
+        block.render(area, buf);
     }
     let text_area = input_text_area(body, compact);
     let prompt = Rect {

@@ -94,7 +94,7 @@ fn cursor(app: &App, area: Rect) -> Option<(u16, u16)> {
     let a = areas(area)?;
     match &app.overlay {
         Overlay::Address(input) => return popup::address_cursor(area, input),
-        Overlay::Help | Overlay::Confirm(_) => return None,
+        Overlay::Help | Overlay::Confirm(_) | Overlay::Tasks => return None,
         Overlay::None => {}
     }
     match app.screen {
@@ -134,6 +134,14 @@ impl Widget for &App {
             Overlay::Help => popup::help(&self.screen_scopes(), theme, area, buf),
             Overlay::Address(input) => popup::address(input, theme, area, buf),
             Overlay::Confirm(target) => popup::confirm(target, theme, area, buf),
+            Overlay::Tasks => {
+                let list = self
+                    .conn
+                    .as_ref()
+                    .map(|c| c.tasks.as_slice())
+                    .unwrap_or(&[]);
+                popup::tasks(list, theme, area, buf)
+            }
         }
     }
 }

@@ -29,6 +29,40 @@ pub fn help(scopes: &[Scope], theme: Theme, area: Rect, buf: &mut Buffer) {
     widgets::help_window(lines, 76, *theme, area, buf);
 }
 
+/// The tasks the server offers this client: how to call each, what it does, and what its
+/// arguments must look like.
+pub fn tasks(list: &[csc_shared::message::TaskInfo], theme: Theme, area: Rect, buf: &mut Buffer) {
+    let mut lines = Vec::new();
+    if list.is_empty() {
+        lines.push(Line::styled(
+            "The server has not listed its tasks (yet).",
+            theme.dim(),
+        ));
+    }
+    for t in list {
+        let mut usage = t.name.clone();
+        for a in &t.args {
+            usage.push_str(&format!(" <{}>", a.name));
+        }
+        if t.stdin {
+            usage.push_str("  (reads stdin)");
+        }
+        lines.push(Line::styled(usage, theme.key()));
+        if !t.description.is_empty() {
+            lines.push(Line::from(format!("    {}", t.description)));
+        }
+        for a in &t.args {
+            lines.push(Line::styled(
+                format!("    {}: {}", a.name, a.pattern),
+                theme.dim(),
+            ));
+        }
+    }
+    lines.push(Line::from(""));
+    lines.push(hint_line(Scope::TaskList, theme));
+    widgets::help_window(lines, 76, *theme, area, buf);
+}
+
 pub fn confirm(target: &ForgetTarget, theme: Theme, area: Rect, buf: &mut Buffer) {
     widgets::Confirm {
         verb: "Forget",

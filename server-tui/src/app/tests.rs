@@ -92,7 +92,7 @@ fn a_successful_pairing_removes_the_request_and_refreshes_clients() {
     // The next tick asks for the client list at once, not a second later.
     assert_eq!(
         app.update(Msg::Tick(clock_at(start, 0))),
-        Some(Action::RefreshClients)
+        Some(Action::Refresh)
     );
     app.update(Msg::Clients(vec![client("kiosk-1", 9, 0, 0)]));
     assert_eq!(app.clients.len(), 1);
@@ -301,13 +301,13 @@ fn ticks_refresh_clients_once_a_second() {
     let (mut app, start) = app(80, 24, true);
     assert_eq!(
         app.update(Msg::Tick(clock_at(start, 0))),
-        Some(Action::RefreshClients),
+        Some(Action::Refresh),
         "the first tick reads the list"
     );
     assert_eq!(app.update(Msg::Tick(clock_at(start, 0))), None);
     assert_eq!(
         app.update(Msg::Tick(clock_at(start, 1))),
-        Some(Action::RefreshClients)
+        Some(Action::Refresh)
     );
     app.update(Msg::Engine(ServerEvent::Connected {
         session_id: 1,
@@ -317,7 +317,7 @@ fn ticks_refresh_clients_once_a_second() {
     }));
     assert_eq!(
         app.update(Msg::Tick(clock_at(start, 1))),
-        Some(Action::RefreshClients),
+        Some(Action::Refresh),
         "a connection makes the list stale"
     );
 }
@@ -411,5 +411,186 @@ fn the_addresses_follow_the_engine() {
             .unwrap()
             .text
             .contains("no address but loopback")
+    );
+}
+
+#[test]
+fn the_log_says_where_the_tasks_came_from_right_after_listening() {
+    let (app, _) = app(80, 24, true);
+    let texts: Vec<&str> = app.log.iter().map(|l| l.text.as_str()).collect();
+    let at = texts
+        .iter()
+        .position(|t| t.starts_with("listening on"))
+        .expect("a listening line");
+    assert_eq!(
+        texts.get(at + 1),
+        Some(&"tasks from /etc/csc/server.toml: cat, greet"),
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn a_run_shows_while_it_runs_and_the_log_records_how_it_ended() {
+    use csc_shared::message::{RunStatus, StopReason};
+    let (mut app, start) = app(80, 24, true);
+    app.update(Msg::Tick(clock_at(start, 0)));
+    let before = app.log.len();
+    let mut run = run_view(12, "kiosk-1", 1, "greet", &["ada"], 0);
+    app.update(Msg::Engine(task_started(&run)));
+    assert_eq!(app.runs.len(), 1, "shown at once");
+    assert_eq!(app.runs[0].task, "greet");
+    assert_eq!(app.runs[0].args, ["ada"]);
+    assert_eq!(
+        app.log.len(),
+        before,
+        "a start goes to the runs pane, not the log"
+    );
+    // The next tick reads the runs for their byte counts.
+    assert_eq!(
+        app.update(Msg::Tick(clock_at(start, 0))),
+        Some(Action::Refresh)
+    );
+    run.bytes_out = 1229;
+    app.update(Msg::Runs(vec![run.clone()]));
+    assert_eq!(app.runs[0].bytes_out, 1229);
+
+    app.update(Msg::Engine(task_finished(
+        &run,
+        RunStatus::Exited { code: 0 },
+        3000,
+    )));
+    assert!(app.runs.is_empty(), "gone as soon as it ends");
+    let last = app.log.back().unwrap();
+    assert_eq!(
+        last.text,
+        "run 12: kiosk-1 greet exited 0 after 3.0 s, 1.2 KiB out"
+    );
+    assert_eq!(last.level, Level::Info);
+
+    let slow = run_view(13, "kiosk-1", 1, "slow", &[], 0);
+    app.update(Msg::Engine(task_started(&slow)));
+    app.update(Msg::Engine(task_finished(
+        &slow,
+        RunStatus::Stopped {
+            reason: StopReason::Timeout,
+        },
+        1000,
+    )));
+    let last = app.log.back().unwrap();
+    assert!(
+        last.text.contains("slow was stopped: it ran out of time"),
+        "{last:?}"
+    );
+    assert_eq!(last.level, Level::Warn, "a run that failed stands out");
+}
+
+#[test]
+fn the_runs_pane_takes_the_focus_and_s_stops_the_selected_run() {
+    let (mut app, _) = app(80, 24, true);
+    three_clients(&mut app);
+    assert_eq!(
+        app.update(ch('s')),
+        None,
+        "s means nothing in the clients table"
+    );
+    app.update(Msg::Runs(vec![
+        run_view(7, "alpha", 1, "count", &[], 30),
+        run_view(9, "mike", 2, "cat", &[], 5),
+        run_view(8, "alpha", 1, "greet", &["bo"], 10),
+    ]));
+    assert_eq!(
+        app.runs.iter().map(|r| r.run_id).collect::<Vec<_>>(),
+        [7, 8, 9],
+        "oldest first"
+    );
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Runs);
+    assert_eq!(app.scopes(), vec![Scope::Runs, Scope::Main]);
+    app.update(ch('j'));
+    assert_eq!(app.run_selected, 1);
+    assert_eq!(app.selected, 0, "the clients selection stays");
+    assert_eq!(app.update(ch('s')), Some(Action::StopRun { run_id: 8 }));
+    assert_eq!(app.update(ch('x')), None, "x revokes clients only");
+    assert!(matches!(app.mode, Mode::Normal), "stopping asks nothing");
+
+    // The selection follows its run when an older one ends.
+    app.update(Msg::Runs(vec![
+        run_view(8, "alpha", 1, "greet", &["bo"], 11),
+        run_view(9, "mike", 2, "cat", &[], 6),
+    ]));
+    assert_eq!(app.runs[app.run_selected].run_id, 8);
+    // And moves to a neighbour when its own run ends.
+    app.update(Msg::Engine(task_finished(
+        &run_view(8, "alpha", 1, "greet", &["bo"], 11),
+        csc_shared::message::RunStatus::Exited { code: 0 },
+        11_000,
+    )));
+    assert_eq!(app.runs[app.run_selected].run_id, 9);
+    // Nothing left: the pane goes, and the focus back to the clients.
+    app.update(Msg::Runs(vec![]));
+    assert_eq!(app.focus, Pane::Clients);
+    assert_eq!(app.update(ch('s')), None);
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Log, "no runs pane to visit");
+}
+
+#[test]
+fn r_reloads_and_the_outcome_is_logged() {
+    let (mut app, _) = app(80, 24, true);
+    assert_eq!(app.update(ch('r')), Some(Action::Reload));
+    app.update(Msg::Engine(ServerEvent::TasksReloaded {
+        path: "/etc/csc/server.toml".into(),
+        tasks: vec!["cat".into(), "count".into(), "greet".into()],
+    }));
+    assert_eq!(app.tasks.tasks, ["cat", "count", "greet"]);
+    let last = app.log.back().unwrap();
+    assert_eq!(
+        last.text,
+        "tasks reloaded from /etc/csc/server.toml: cat, count, greet"
+    );
+    assert_eq!(last.level, Level::Good);
+    // A bad reload: the engine warns, and the tasks in force stay.
+    app.update(Msg::Engine(ServerEvent::Warning {
+        message: "reloading the tasks failed, the 3 configured tasks in force stay: /etc/csc/server.toml:4: tasks.x.command: must not be empty".into(),
+    }));
+    assert_eq!(app.tasks.tasks, ["cat", "count", "greet"]);
+    let last = app.log.back().unwrap();
+    assert!(last.text.contains("server.toml:4"), "{last:?}");
+    assert_eq!(last.level, Level::Warn);
+    // r is typed, not a reload, in the notice input.
+    app.update(ch('n'));
+    assert_eq!(app.update(ch('r')), None);
+}
+
+#[test]
+fn refusals_and_renames_are_logged() {
+    let (mut app, start) = app(80, 24, true);
+    app.update(Msg::Tick(clock_at(start, 0)));
+    app.update(Msg::Engine(ServerEvent::TaskRefused {
+        session_id: 1,
+        client_name: "kiosk-1".into(),
+        client_id: peer(1),
+        client_addr: addr(1, 5555),
+        task: "secret".into(),
+        code: csc_shared::message::RefusalCode::Forbidden,
+        message: "not allowed".into(),
+    }));
+    let last = app.log.back().unwrap();
+    assert!(
+        last.text.ends_with("may not run secret (forbidden)"),
+        "{last:?}"
+    );
+    assert_eq!(last.level, Level::Warn);
+    assert_eq!(app.update(Msg::Tick(clock_at(start, 0))), None);
+    app.update(Msg::Engine(ServerEvent::Renamed {
+        client_id: peer(1),
+        old_name: "kiosk-1".into(),
+        new_name: "kiosk-2".into(),
+    }));
+    assert!(app.log.back().unwrap().text.contains("to \"kiosk-2\""));
+    assert_eq!(
+        app.update(Msg::Tick(clock_at(start, 0))),
+        Some(Action::Refresh),
+        "a rename makes the client list stale"
     );
 }

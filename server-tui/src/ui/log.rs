@@ -57,7 +57,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time.
-fn clock(unix: u64) -> String {
+pub(super) fn clock(unix: u64) -> String {
     let s = unix % 86_400;
     format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
 }

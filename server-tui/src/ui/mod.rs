@@ -2,14 +2,15 @@
 //! state always gives the same screen, and tests render into a `TestBackend`.
 //!
 //! Owns: the layout (full above 60×20, compact down to 40×12, a "terminal too small" notice
-//! below), and the split of the screen into header, pairing banner, clients table, event log
-//! and footer. The layout functions are shared with `App::update`, which needs the number of
+//! below), and the split of the screen into header, pairing banner, clients table, runs table
+//! (while there are runs), event log and footer. The layout functions are shared with `App::update`, which needs the number of
 //! visible rows to scroll and page.
 
 mod banner;
 mod clients;
 mod log;
 mod popup;
+mod runs;
 mod theme;
 
 use ratatui::Frame;
@@ -32,6 +33,8 @@ pub struct Areas {
     pub banner: Rect,
     /// Clients table, borders included.
     pub clients: Rect,
+    /// Runs table, borders included (zero height while nothing runs).
+    pub runs: Rect,
     /// Event log, borders included (zero height when there is no room).
     pub log: Rect,
     /// Key hints.
@@ -56,10 +59,13 @@ pub fn areas(area: Rect, app: &App) -> Option<Areas> {
     } else {
         [Constraint::Fill(1), Constraint::Fill(1)]
     };
-    let [header, banner, clients, log, footer] = Layout::vertical([
+    let room = area.height.saturating_sub(header + banner + 1);
+    let runs = runs::height(app.runs.len(), room, compact);
+    let [header, banner, clients, runs, log, footer] = Layout::vertical([
         Constraint::Length(header),
         Constraint::Length(banner),
         body[0],
+        Constraint::Length(runs),
         body[1],
         Constraint::Length(1),
     ])
@@ -68,6 +74,7 @@ pub fn areas(area: Rect, app: &App) -> Option<Areas> {
         header,
         banner,
         clients,
+        runs,
         log,
         footer,
         compact,
@@ -82,6 +89,14 @@ fn screen(app: &App) -> Rect {
 pub fn client_rows(app: &App) -> usize {
     areas(screen(app), app)
         .map(|a| clients::body_rows(a.clients, a.compact))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Run rows visible on `app`'s terminal (at least 1, for paging maths).
+pub fn run_rows(app: &App) -> usize {
+    areas(screen(app), app)
+        .map(|a| runs::body_rows(a.runs, a.compact))
         .unwrap_or(1)
         .max(1)
 }
@@ -119,6 +134,7 @@ impl Widget for &App {
         header(self, theme, a.header, a.compact, buf);
         banner::render(self, theme, a.banner, a.compact, buf);
         clients::render(self, theme, a.clients, a.compact, buf);
+        runs::render(self, theme, a.runs, a.compact, buf);
         log::render(self, theme, a.log, buf);
         footer(self, theme, a.footer, buf);
         match &self.mode {
@@ -152,8 +168,17 @@ fn header(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) 
         Span::styled(format!(" {} ", app.name), theme.title()),
         Span::styled(format!(" id {}", app.server_short), theme.dim()),
     ]);
+    // Where the tasks come from, before the uptime when there is room for it.
+    let tasks = format!("{} · ", tasks_note(app));
+    let right = if name.width() + 2 + tasks.chars().count() + uptime.chars().count()
+        <= top.width as usize
+    {
+        Line::from(vec![Span::styled(tasks, theme.dim()), Span::raw(uptime)])
+    } else {
+        Line::from(uptime)
+    };
     Paragraph::new(name).render(top, buf);
-    Paragraph::new(Line::from(uptime))
+    Paragraph::new(right)
         .alignment(Alignment::Right)
         .render(top, buf);
     let place = match app.listening {
@@ -178,6 +203,21 @@ fn header(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) 
         Span::styled(format!("{connected} connected"), theme.good()),
     ]);
     Paragraph::new(second).render(bottom, buf);
+}
+
+/// `5 tasks from server.toml`, `built-in tasks only`: the header's short word on the tasks.
+pub fn tasks_note(app: &App) -> String {
+    let Some(path) = &app.tasks.path else {
+        return "built-in tasks only".into();
+    };
+    let file = std::path::Path::new(path)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.clone());
+    match app.tasks.tasks.len() {
+        1 => format!("1 task from {file}"),
+        n => format!("{n} tasks from {file}"),
+    }
 }
 
 /// The addresses clients can use, as the engine last reported them; none before the

@@ -20,6 +20,7 @@ pub fn help(theme: Theme, area: Rect, buf: &mut Buffer) {
         Scope::Global,
         Scope::Main,
         Scope::Clients,
+        Scope::Runs,
         Scope::Dialog,
         Scope::Input,
         Scope::Help,

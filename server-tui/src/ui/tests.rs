@@ -79,7 +79,9 @@ fn full_layout_at_80x24_shows_code_clients_and_hints() {
 
     // Footer hints come from the key map.
     let footer = &lines[23];
-    for hint in ["q quit", "? help", "Tab pane", "x revoke", "n notice"] {
+    for hint in [
+        "q quit", "? help", "Tab pane", "x revoke", "n notice", "r reload",
+    ] {
         assert!(footer.contains(hint), "{hint:?} missing in {footer:?}");
     }
     insta::assert_snapshot!("full_80x24", screen);
@@ -361,4 +363,111 @@ fn an_open_window_shows_its_countdown() {
     ));
     let screen = lines(&render(&app)).join("\n");
     assert!(screen.contains("Pairing · window 2:00"), "{screen}");
+}
+
+/// Three clients, no pending request, and two runs: `count` by kiosk-1 for 42 s, `cat` by
+/// pos-3 for 5 s with bytes both ways.
+fn running(w: u16, h: u16) -> App {
+    let (mut app, _) = app(w, h, true);
+    app.update(Msg::Clients(vec![
+        client("till-7", 3, 0, 2),
+        client("kiosk-1", 1, 1, 12),
+        client("pos-3", 2, 1, 0),
+    ]));
+    let mut cat = run_view(15, "pos-3", 2, "cat", &[], 5);
+    cat.bytes_out = 1229;
+    cat.bytes_in = 1229;
+    let mut count = run_view(12, "kiosk-1", 1, "count", &["to 3"], 42);
+    count.bytes_out = 4;
+    app.update(Msg::Runs(vec![cat, count]));
+    app.update(Msg::Engine(task_finished(
+        &run_view(11, "kiosk-1", 1, "greet", &["ada"], 3),
+        csc_shared::message::RunStatus::Exited { code: 0 },
+        3000,
+    )));
+    app
+}
+
+#[test]
+fn the_runs_pane_shows_who_runs_what_since_when_and_the_bytes() {
+    let mut app = running(80, 24);
+    app.update(key(KeyCode::Tab));
+    let buf = render(&app);
+    let lines = lines(&buf);
+    let screen = lines.join("\n");
+    let title = row_with(&lines, " Runs ");
+    assert!(title.starts_with('┌'), "{title}");
+    let header = row_with(&lines, "Since");
+    for column in ["Run", "Client", "Task", "For", "Out", "In"] {
+        assert!(header.contains(column), "{column:?} in {header}");
+    }
+    let count = row_with(&lines, "count");
+    assert!(
+        count.contains("kiosk-1") && count.contains("\"to 3\""),
+        "{count}"
+    );
+    assert!(
+        count.contains("11:59:18") && count.contains("42s"),
+        "{count}"
+    );
+    assert!(count.contains("4 B"), "{count}");
+    assert!(count.contains('▶'), "the oldest run is selected: {count}");
+    let cat = row_with(&lines, "1.2 KiB");
+    assert!(
+        cat.contains("pos-3") && cat.contains("cat") && cat.contains("5s"),
+        "{cat}"
+    );
+    // The finished run is in the log, with how it ended.
+    row_with(
+        &lines,
+        "run 11: kiosk-1 greet exited 0 after 3.0 s, 0 B out",
+    );
+    // The header says where the tasks come from; the footer how to stop a run.
+    assert!(
+        lines[0].contains("2 tasks from server.toml · up 0s"),
+        "{screen}"
+    );
+    let footer = &lines[23];
+    assert!(footer.contains("s stop run"), "{footer}");
+    assert!(!footer.contains("x revoke"), "{footer}");
+    // Focused: marked by reverse video, not only by colour.
+    let y = lines.iter().position(|l| l.contains("count")).unwrap() as u16;
+    assert!(
+        (0..buf.area.width).any(|x| buf[(x, y)]
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED)),
+        "{screen}"
+    );
+    insta::assert_snapshot!("runs_80x24", screen);
+}
+
+#[test]
+fn the_runs_pane_fits_the_compact_layout_and_goes_when_nothing_runs() {
+    let small = running(40, 12);
+    let lines = lines(&render(&small));
+    let screen = lines.join("\n");
+    assert!(screen.contains(" Runs "), "{screen}");
+    let count = row_with(&lines, "count");
+    assert!(
+        count.contains("kiosk-1") && count.contains("42s"),
+        "{count}"
+    );
+    insta::assert_snapshot!("runs_compact_40x12", screen);
+
+    let (idle, _) = app(80, 24, true);
+    let screen = text(&render(&idle));
+    assert!(!screen.contains(" Runs "), "{screen}");
+    assert!(screen.contains("r reload"), "{screen}");
+}
+
+#[test]
+fn the_header_says_when_there_is_no_configuration_file() {
+    let (mut app, _) = app(80, 24, true);
+    app.tasks = crate::headless::TasksOrigin::of(None);
+    let lines = lines(&render(&app));
+    assert!(
+        lines[0].contains("built-in tasks only · up 0s"),
+        "{}",
+        lines[0]
+    );
 }

@@ -128,23 +128,14 @@ pub struct LinkHandle {
 }
 
 impl LinkHandle {
-    /// Run `task` with `args` on the server. While the link heals, wait up to `wait` for a
-    /// session; then the request is sent once, and its answer (or the loss of its session)
-    /// is the result.
-    pub async fn request(
-        &self,
-        task: &str,
-        args: Vec<String>,
-        wait: Duration,
-    ) -> Result<Value, ClientError> {
+    /// The session to use now, waiting up to `wait` while the link heals.
+    async fn session(&self, wait: Duration) -> Result<SessionHandle, ClientError> {
         let mut state = self.state.clone();
         let deadline = Instant::now() + wait;
         loop {
             let now = state.borrow_and_update().clone();
             let why = match now {
-                Up::Ready(session) if !session.is_closed() => {
-                    return session.request(task, args).await;
-                }
+                Up::Ready(session) if !session.is_closed() => return Ok(session),
                 // The session ended a moment ago; the supervisor is about to say so.
                 Up::Ready(_) => "the connection was lost".to_string(),
                 Up::Ended(Ended::Repair(reason)) => {
@@ -166,6 +157,41 @@ impl LinkHandle {
                 }
             }
         }
+    }
+
+    /// Run `task` with `args` on the server. While the link heals, wait up to `wait` for a
+    /// session; then the request is sent once, and its answer (or the loss of its session)
+    /// is the result.
+    pub async fn request(
+        &self,
+        task: &str,
+        args: Vec<String>,
+        wait: Duration,
+    ) -> Result<Value, ClientError> {
+        self.session(wait).await?.request(task, args).await
+    }
+
+    /// Start `task` with `args` as a streaming run (output, stdin, cancellation: see
+    /// [`super::RunHandle`]), waiting up to `wait` for a session while the link heals. A run
+    /// whose session is lost ends with [`super::RunEvent::Lost`]; it is never started again.
+    pub async fn run(
+        &self,
+        task: &str,
+        args: Vec<String>,
+        wait: Duration,
+    ) -> Result<super::RunHandle, ClientError> {
+        self.session(wait)
+            .await?
+            .run(task, args, super::run::DEFAULT_WINDOW)
+            .await
+    }
+
+    /// The tasks this client may run, waiting up to `wait` for a session.
+    pub async fn list_tasks(
+        &self,
+        wait: Duration,
+    ) -> Result<Vec<crate::message::TaskInfo>, ClientError> {
+        self.session(wait).await?.list_tasks().await
     }
 
     /// Whether a session is open right now.
@@ -253,6 +279,16 @@ impl Link {
         wait: Duration,
     ) -> Result<Value, ClientError> {
         self.handle.request(task, args, wait).await
+    }
+
+    /// See [`LinkHandle::run`].
+    pub async fn run(
+        &self,
+        task: &str,
+        args: Vec<String>,
+        wait: Duration,
+    ) -> Result<super::RunHandle, ClientError> {
+        self.handle.run(task, args, wait).await
     }
 
     /// The next event; `None` once the link has stopped and every event was read.

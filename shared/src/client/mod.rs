@@ -7,6 +7,7 @@ pub mod limits;
 mod link;
 mod pair;
 mod reconnect;
+pub mod run;
 mod session;
 pub mod target;
 
@@ -17,6 +18,7 @@ pub use crate::dialer::{Conn, DialError, DialOptions, Dialer, ProbeResult};
 pub use link::{Link, LinkEvent, LinkHandle, LinkOptions, backoff};
 pub use pair::{Challenge, Pairing};
 pub use reconnect::{HEAD_START, Reached};
+pub use run::{RunEvent, RunHandle, RunInput};
 pub use session::{NOTICE_QUEUE, Session, SessionEvent, SessionHandle, SessionOptions};
 
 use crate::connection::ConnectionError;

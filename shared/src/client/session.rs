@@ -15,11 +15,12 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::run::{NewRun, RunHandle, RunTable};
 use super::{Client, ClientError};
 use crate::connection::ConnectionError;
 use crate::dialer::Conn;
 use crate::frame::FrameError;
-use crate::message::{ErrorCode, Message, RepairReason};
+use crate::message::{ErrorCode, Message, RepairReason, TaskInfo};
 use crate::state::PairedServer;
 use crate::tls::ServerTrust;
 
@@ -66,6 +67,10 @@ enum Outgoing {
     Unpair {
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
+    Run(NewRun),
+    ListTasks {
+        reply: oneshot::Sender<Result<Vec<TaskInfo>, ClientError>>,
+    },
 }
 
 /// An open, authenticated session with a paired server.
@@ -105,6 +110,45 @@ impl SessionHandle {
         match tokio::time::timeout(self.request_timeout, rx).await {
             Err(_) => Err(ClientError::NoReply {
                 task: task.to_string(),
+                waited: self.request_timeout,
+            }),
+            Ok(reply) => reply.map_err(|_| ClientError::Closed("session ended".into()))?,
+        }
+    }
+
+    /// Start `task` with `args` as a streaming run granting `window` bytes of output credit
+    /// (see [`super::run::DEFAULT_WINDOW`]). Started once: a run whose session ends
+    /// reports [`super::RunEvent::Lost`] and is never started again.
+    pub async fn run(
+        &self,
+        task: &str,
+        args: Vec<String>,
+        window: u64,
+    ) -> Result<RunHandle, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Outgoing::Run(NewRun {
+                task: task.to_string(),
+                args,
+                window,
+                reply,
+            }))
+            .await
+            .map_err(|_| ClientError::Closed("session ended".into()))?;
+        rx.await
+            .map_err(|_| ClientError::Closed("session ended".into()))?
+    }
+
+    /// The tasks this client may run on the server.
+    pub async fn list_tasks(&self) -> Result<Vec<TaskInfo>, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Outgoing::ListTasks { reply })
+            .await
+            .map_err(|_| ClientError::Closed("session ended".into()))?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Err(_) => Err(ClientError::NoReply {
+                task: "list_tasks".into(),
                 waited: self.request_timeout,
             }),
             Ok(reply) => reply.map_err(|_| ClientError::Closed("session ended".into()))?,
@@ -300,6 +344,11 @@ async fn drive(
     let mut pending: HashMap<u64, oneshot::Sender<Result<Value, ClientError>>> = HashMap::new();
     let mut unpair: Option<oneshot::Sender<Result<(), ClientError>>> = None;
     let mut outgoing_open = true;
+    let mut runs = RunTable::default();
+    let (run_tx, mut run_rx) = mpsc::unbounded_channel();
+    let mut task_lists: std::collections::VecDeque<
+        oneshot::Sender<Result<Vec<TaskInfo>, ClientError>>,
+    > = std::collections::VecDeque::new();
     // Liveness: when the server was last heard from, and when we last pinged it.
     let mut last_heard = tokio::time::Instant::now();
     let mut last_ping: Option<tokio::time::Instant> = None;
@@ -328,7 +377,7 @@ async fn drive(
                 None => {
                     // Every handle is gone: finish what is in flight, then close.
                     outgoing_open = false;
-                    if pending.is_empty() {
+                    if pending.is_empty() && runs.is_empty() {
                         break ("closed by client".into(), None);
                     }
                 }
@@ -360,6 +409,23 @@ async fn drive(
                         }
                     }
                 }
+                Some(Outgoing::Run(new)) => {
+                    next_id += 1;
+                    if let Some(m) = runs.start(next_id, new, run_tx.clone()) {
+                        match tokio::time::timeout(write_limit, conn.send(&m)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break (write_failed(false), None),
+                            Err(_) => break (write_failed(true), None),
+                        }
+                    }
+                }
+                Some(Outgoing::ListTasks { reply }) => {
+                    match tokio::time::timeout(write_limit, conn.send(&Message::ListTasks {})).await {
+                        Ok(Ok(())) => task_lists.push_back(reply),
+                        Ok(Err(_)) => break (write_failed(false), None),
+                        Err(_) => break (write_failed(true), None),
+                    }
+                }
                 Some(Outgoing::Unpair { reply }) => {
                     if !matches!(tokio::time::timeout(write_limit, conn.send(&Message::Unpair {})).await, Ok(Ok(()))) {
                         let _ = reply.send(Err(ClientError::Closed("write failed".into())));
@@ -368,9 +434,35 @@ async fn drive(
                     unpair = Some(reply);
                 }
             },
+            Some(cmd) = run_rx.recv() => {
+                if let Some(m) = runs.command(cmd) {
+                    match tokio::time::timeout(write_limit, conn.send(&m)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break (write_failed(false), None),
+                        Err(_) => break (write_failed(true), None),
+                    }
+                }
+                if !outgoing_open && pending.is_empty() && runs.is_empty() {
+                    break ("closed by client".into(), None);
+                }
+            }
             msg = conn.read::<Message>() => {
                 last_heard = tokio::time::Instant::now();
                 match msg {
+                Ok(Some(m @ (Message::RunStarted { .. } | Message::RunOutput { .. } | Message::RunInputAck { .. } | Message::RunExit { .. }))) => {
+                    if let Err(e) = runs.on_message(m) {
+                        break (e, None);
+                    }
+                    if !outgoing_open && pending.is_empty() && runs.is_empty() {
+                        break ("closed by client".into(), None);
+                    }
+                }
+                Ok(Some(Message::TaskList { tasks })) => {
+                    let Some(reply) = task_lists.pop_front() else {
+                        break ("protocol error: a task list nobody asked for".into(), None);
+                    };
+                    let _ = reply.send(Ok(tasks));
+                }
                 Ok(Some(Message::Response { id, ok, result, error })) => {
                     // Every id we send stays pending until answered, so any other id is a
                     // server out of step with us: end the session rather than wait on it.
@@ -387,7 +479,7 @@ async fn drive(
                         Err(ClientError::Task { code: e.code, message: e.message })
                     };
                     let _ = reply.send(r);
-                    if !outgoing_open && pending.is_empty() {
+                    if !outgoing_open && pending.is_empty() && runs.is_empty() {
                         break ("closed by client".into(), None);
                     }
                 }
@@ -424,6 +516,10 @@ async fn drive(
             }},
         }
     };
+    runs.end_all(&reason);
+    for reply in task_lists.drain(..) {
+        let _ = reply.send(Err(closed_error(&reason, repair)));
+    }
     for (_, reply) in pending.drain() {
         let _ = reply.send(Err(closed_error(&reason, repair)));
     }

@@ -1,5 +1,5 @@
-//! The local control socket: lets `server-tui clients` and `server-tui forget` act on a
-//! running server instead of editing files under its feet.
+//! The local control socket: lets `server-tui clients`, `forget`, `rename`, `pairing`,
+//! `reload` and `runs` act on a running server instead of editing files under its feet.
 //!
 //! A Unix socket (0600) inside the state folder (0700), so only its owner can connect; one
 //! JSON request and one JSON reply per line. Owns nothing but that translation.
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::{ClientView, PairingStatus, Server};
+use super::{ClientView, PairingStatus, RunView, Server};
 
 /// File name of the socket inside the state folder.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -35,6 +35,22 @@ pub enum ControlRequest {
     Pairing {
         /// What to do.
         command: PairingCommand,
+    },
+    /// Read the configuration file's tasks again.
+    Reload,
+    /// List the runs in progress.
+    Runs,
+    /// Stop a run in progress.
+    StopRun {
+        /// Its `run_id` as [`ControlRequest::Runs`] lists it.
+        run_id: u64,
+    },
+    /// Rename a paired client.
+    Rename {
+        /// Id prefix or name.
+        query: String,
+        /// The new name.
+        name: String,
     },
 }
 
@@ -79,6 +95,28 @@ pub enum ControlReply {
     Pairing {
         /// The status.
         status: PairingStatus,
+    },
+    /// The tasks were read again.
+    Reloaded {
+        /// The configured tasks now in force.
+        tasks: Vec<String>,
+    },
+    /// The runs in progress.
+    Runs {
+        /// Each run, oldest first.
+        runs: Vec<RunView>,
+    },
+    /// A run was asked to stop.
+    Stopping {
+        /// The run.
+        run_id: u64,
+    },
+    /// A client was renamed.
+    Renamed {
+        /// Its id (hex).
+        client_id: String,
+        /// Its name now.
+        name: String,
     },
     /// The request failed.
     Error {
@@ -152,6 +190,33 @@ async fn handle(server: &Server, req: ControlRequest) -> ControlReply {
                 }
                 PairingCommand::Close => server.close_pairing(),
                 PairingCommand::Status => server.pairing_status(),
+            },
+        },
+        ControlRequest::Reload => match server.reload_tasks() {
+            Ok(tasks) => ControlReply::Reloaded { tasks },
+            Err(e) => ControlReply::Error {
+                message: format!("the tasks in force stay: {e}"),
+            },
+        },
+        ControlRequest::Runs => ControlReply::Runs {
+            runs: server.runs(),
+        },
+        ControlRequest::StopRun { run_id } => {
+            if server.stop_run(run_id) {
+                ControlReply::Stopping { run_id }
+            } else {
+                ControlReply::Error {
+                    message: format!("no run {run_id} is in progress"),
+                }
+            }
+        }
+        ControlRequest::Rename { query, name } => match server.rename(&query, &name).await {
+            Ok(r) => ControlReply::Renamed {
+                client_id: r.client_id.to_hex(),
+                name: r.name,
+            },
+            Err(e) => ControlReply::Error {
+                message: e.to_string(),
             },
         },
     }

@@ -5,8 +5,9 @@
 //! Owns what reaches the operator and what is only counted. The network never waits for the
 //! operator: when the reader is slow and the channel is full, events are dropped and counted,
 //! never buffered without limit. Refusals that strangers can cause at will (rate limits, a
-//! closed pairing, bad tokens) pass one by one only up to a burst per interval; the rest are
-//! counted by reason and address, and the summary says "N failures from M addresses".
+//! closed pairing, bad tokens) and refused runs (only paired clients can cause those, but one
+//! can cause many) pass one by one only up to a burst per interval; the rest are counted by
+//! reason and address, and the summary says "N failures from M addresses".
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::guard::{ClosedReason, OpenedBy, PairingMode};
 use crate::identity::PeerId;
-use crate::message::{PairFailure, RepairReason};
+use crate::message::{PairFailure, RefusalCode, RepairReason, RunStatus};
 
 /// What the server reports to its operator. Serialised with an `event` tag for `--json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -125,7 +126,7 @@ pub enum ServerEvent {
         /// Whether there were more addresses than counted.
         addresses_capped: bool,
         /// Refusals by reason (`rate_limited`, `pairing_closed`, `too_many_pending`,
-        /// `already_pending`, `auth_failed`, `other`).
+        /// `already_pending`, `auth_failed`, `task_refused`, `other`).
         reasons: std::collections::BTreeMap<String, u64>,
         /// Events dropped because the reader was behind.
         dropped: u64,
@@ -190,6 +191,77 @@ pub enum ServerEvent {
         ok: bool,
         /// Time it took, microseconds.
         elapsed_us: u64,
+    },
+    /// A run started (`run_started` went out): a program was spawned, or a task registered
+    /// in Rust began.
+    TaskStarted {
+        /// The server's number for the run.
+        run_id: u64,
+        /// Session number.
+        session_id: u64,
+        /// Client name.
+        client_name: String,
+        /// Client id.
+        client_id: PeerId,
+        /// Task name.
+        task: String,
+        /// The client's arguments.
+        args: Vec<String>,
+    },
+    /// A run ended (`run_exit` went out, or the session was gone).
+    TaskFinished {
+        /// The server's number for the run.
+        run_id: u64,
+        /// Session number.
+        session_id: u64,
+        /// Client name.
+        client_name: String,
+        /// Client id.
+        client_id: PeerId,
+        /// Task name.
+        task: String,
+        /// How it ended.
+        status: RunStatus,
+        /// From start to end, milliseconds.
+        duration_ms: u64,
+        /// Output bytes sent.
+        bytes_out: u64,
+        /// Stdin bytes received.
+        bytes_in: u64,
+    },
+    /// A run was refused before anything ran (unknown task, not allowed, bad arguments,
+    /// busy, the program would not start). Summed up like other refusals beyond the burst.
+    TaskRefused {
+        /// Session number.
+        session_id: u64,
+        /// Client name.
+        client_name: String,
+        /// Client id.
+        client_id: PeerId,
+        /// Where the client connects from.
+        client_addr: SocketAddr,
+        /// The task asked for.
+        task: String,
+        /// Why.
+        code: RefusalCode,
+        /// What the client was told.
+        message: String,
+    },
+    /// The tasks were read again from the configuration file.
+    TasksReloaded {
+        /// The file.
+        path: String,
+        /// The configured tasks now in force, sorted.
+        tasks: Vec<String>,
+    },
+    /// The operator renamed a client.
+    Renamed {
+        /// Client id.
+        client_id: PeerId,
+        /// The name it had.
+        old_name: String,
+        /// The name it has now.
+        new_name: String,
     },
     /// A client was removed from the registry.
     Revoked {
@@ -291,6 +363,8 @@ fn refusal(event: &ServerEvent) -> Option<(&'static str, IpAddr)> {
             PairFailure::Displaced | PairFailure::Other => Some(("other", client_addr.ip())),
         },
         ServerEvent::AuthFailed { client_addr, .. } => Some(("auth_failed", client_addr.ip())),
+        // Only paired clients can cause these, but one of them can cause many.
+        ServerEvent::TaskRefused { client_addr, .. } => Some(("task_refused", client_addr.ip())),
         _ => None,
     }
 }

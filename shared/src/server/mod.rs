@@ -17,15 +17,16 @@ pub mod events;
 pub mod guard;
 mod pair;
 mod registry;
+pub mod runs;
 mod session;
 pub mod tasks;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -36,7 +37,11 @@ pub use events::{DisconnectReason, EventSender, PairClosedReason, RevokedBy, Ser
 pub use guard::{
     BudgetPolicy, ClosedReason, GateChange, OpenedBy, PairingMode, PairingPolicy, PairingStatus,
 };
-pub use tasks::{Task, TaskContext, TaskError, TaskResult, Tasks};
+pub use runs::{RunIo, RunStopped, RunView};
+pub use tasks::config::{ConfigError, ConfigFile};
+pub use tasks::{
+    CommandTask, StreamingTask, Task, TaskAbout, TaskContext, TaskError, TaskResult, Tasks,
+};
 
 use crate::identity::{Identity, PeerId};
 use crate::state::{ClientRecord, ServerStore, StateError};
@@ -77,6 +82,16 @@ pub struct ServerConfig {
     pub flush_interval: Duration,
     /// How often the machine's addresses are read, to notice a change.
     pub address_poll: Duration,
+    /// Runs in progress at once, over all sessions and tasks.
+    pub max_runs: usize,
+    /// How long a run may take when its task sets no `timeout`.
+    pub task_timeout: Duration,
+    /// Between SIGTERM and SIGKILL when a run's program is stopped.
+    pub stop_grace: Duration,
+    /// Output bytes one run may send when its task sets no `max_output`.
+    pub max_output: u64,
+    /// Stdin bytes one run may take when its task sets no `max_stdin`.
+    pub max_stdin: u64,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +112,11 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(10),
             flush_interval: Duration::from_secs(5),
             address_poll: addrs::DEFAULT_POLL,
+            max_runs: 64,
+            task_timeout: Duration::from_secs(600),
+            stop_grace: Duration::from_secs(2),
+            max_output: 1 << 30,
+            max_stdin: 1 << 30,
         }
     }
 }
@@ -124,9 +144,12 @@ pub enum ServerError {
     Tls(#[from] rustls::Error),
 }
 
-/// Revocation failed.
+/// Revoking or renaming a client failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RevokeError {
+    /// Not a name a client can have.
+    #[error("{0:?} is not a usable name: give 1 to 64 characters, without control characters")]
+    BadName(String),
     /// Nothing matched.
     #[error("no paired client matches {0:?}")]
     NoMatch(String),
@@ -138,6 +161,24 @@ pub enum RevokeError {
     State(#[from] StateError),
 }
 
+/// Reloading the tasks failed; the tasks in force stay as they were.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The server was not given a configuration file.
+    #[error("the server was started without a configuration file, so there is nothing to reload")]
+    NoFile,
+    /// The file is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The tasks configured from a file, swapped whole on reload.
+#[derive(Debug, Default)]
+pub(crate) struct Configured {
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) tasks: BTreeMap<String, Arc<CommandTask>>,
+}
+
 struct SessionEntry {
     client_id: PeerId,
     /// Notices; bounded, so a client that stops reading loses notices, not server memory.
@@ -146,7 +187,7 @@ struct SessionEntry {
     revoke: Option<tokio::sync::oneshot::Sender<RevokedBy>>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     config: ServerConfig,
     identity: Identity,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -164,6 +205,12 @@ struct Shared {
     shutdown: broadcast::Sender<()>,
     /// The machine's interface addresses as last read (loopback included).
     interfaces: watch::Sender<Vec<IpAddr>>,
+    /// The operator's tasks from the configuration file.
+    configured: RwLock<Arc<Configured>>,
+    /// Every run in progress.
+    runs: Mutex<runs::table::RunTable>,
+    /// (task, clients entry) pairs the operator was already warned about since the last load.
+    warned: Mutex<HashSet<(String, String)>>,
 }
 
 impl Shared {
@@ -187,6 +234,93 @@ impl Shared {
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, SessionEntry>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, runs::table::RunTable> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn configured(&self) -> Arc<Configured> {
+        self.configured
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Warn the operator once per task and `clients` entry (until the tasks are loaded again).
+    fn warn_once(&self, task: &str, entry: &str, message: String) {
+        let new = self
+            .warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((task.to_string(), entry.to_string()));
+        if new {
+            self.emit(ServerEvent::Warning { message });
+        }
+    }
+
+    /// The tasks client `id`, registered as `name`, may run, as it sees them.
+    fn task_infos_for(&self, id: &PeerId, name: &str) -> Vec<crate::message::TaskInfo> {
+        let mut infos = self.tasks.infos();
+        let paired = || {
+            self.registry
+                .list()
+                .into_iter()
+                .map(|r| (r.client_id, r.name))
+                .collect::<Vec<_>>()
+        };
+        for t in self.configured().tasks.values() {
+            if matches!(
+                t.access(id, name, paired),
+                tasks::access::Access::Allowed { .. }
+            ) {
+                infos.push(t.info());
+            }
+        }
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    /// Names of the tasks client `id` may run.
+    fn task_names_for(&self, id: &PeerId, name: &str) -> Vec<String> {
+        self.task_infos_for(id, name)
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    }
+
+    /// Put the tasks of `file` in force, and warn about `clients` names that match more than
+    /// one paired client.
+    fn install(&self, file: ConfigFile) -> Vec<String> {
+        let paired: Vec<(PeerId, String)> = self
+            .registry
+            .list()
+            .into_iter()
+            .map(|r| (r.client_id, r.name))
+            .collect();
+        let mut names = Vec::new();
+        let mut map = BTreeMap::new();
+        for t in file.tasks {
+            for (entry, n) in t.ambiguous(&paired) {
+                self.emit(ServerEvent::Warning {
+                    message: format!(
+                        "task {}: its clients entry {entry:?} matches {n} paired clients; list client ids for anything sensitive",
+                        t.name()
+                    ),
+                });
+            }
+            names.push(t.name().to_string());
+            map.insert(t.name().to_string(), Arc::new(t));
+        }
+        *self.configured.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Configured {
+            path: Some(file.path),
+            tasks: map,
+        });
+        self.warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        names
     }
 
     /// Tell the operator about a change of the pairing gate.
@@ -289,6 +423,9 @@ impl Server {
                 started: Instant::now(),
                 shutdown,
                 interfaces: watch::Sender::new(addrs::interface_addrs()),
+                configured: RwLock::new(Arc::default()),
+                runs: Mutex::new(runs::table::RunTable::default()),
+                warned: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -346,6 +483,40 @@ impl Server {
         Ok(record)
     }
 
+    /// The operator renames the client `query` names (id prefix or exact name) to `name`:
+    /// saved at once, and from then on the name its tasks' `clients` lists see. The name
+    /// follows the rules a client's own name does (1 to 64 characters, no control
+    /// characters).
+    pub async fn rename(&self, query: &str, name: &str) -> Result<ClientRecord, RevokeError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(RevokeError::BadName(name.to_string()));
+        }
+        let hits = self.shared.registry.find(query);
+        let record = match hits.as_slice() {
+            [] => return Err(RevokeError::NoMatch(query.to_string())),
+            [one] => one.clone(),
+            many => return Err(RevokeError::Ambiguous(query.to_string(), many.len())),
+        };
+        let renamed = self
+            .shared
+            .registry
+            .rename(&record.client_id, name)
+            .await?
+            .ok_or_else(|| RevokeError::NoMatch(query.to_string()))?;
+        self.shared.emit(ServerEvent::Renamed {
+            client_id: record.client_id,
+            old_name: record.name,
+            new_name: renamed.name.clone(),
+        });
+        self.shared
+            .warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(renamed)
+    }
+
     async fn revoke_id(
         &self,
         id: &PeerId,
@@ -399,6 +570,83 @@ impl Server {
             self.shared.report_gate(c);
         }
         status
+    }
+
+    /// Put the tasks of a configuration file in force (from [`tasks::config::load`]); later
+    /// [`Server::reload_tasks`] reads the same file again.
+    pub fn set_config(&self, file: ConfigFile) {
+        self.shared.install(file);
+    }
+
+    /// Names of the tasks registered in Rust (built-ins included), which a configured task
+    /// may not take.
+    pub fn registered_task_names(&self) -> Vec<String> {
+        self.shared
+            .tasks
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every task the server offers, configured and registered, as clients see them.
+    pub fn task_infos(&self) -> Vec<crate::message::TaskInfo> {
+        let mut infos = self.shared.tasks.infos();
+        infos.extend(self.shared.configured().tasks.values().map(|t| t.info()));
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    /// Read the configuration file again and put its tasks in force, without touching
+    /// sessions or runs in progress (they finish as they started). On any error the tasks
+    /// stay as they were, and the operator is told why. Settings in the file take effect at
+    /// the next start. Returns the names of the configured tasks now in force.
+    pub fn reload_tasks(&self) -> Result<Vec<String>, ReloadError> {
+        let result = self.try_reload();
+        match &result {
+            Ok(names) => self.shared.emit(ServerEvent::TasksReloaded {
+                path: self
+                    .shared
+                    .configured()
+                    .path
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                tasks: names.clone(),
+            }),
+            Err(e) => self.shared.emit(ServerEvent::Warning {
+                message: format!(
+                    "reloading the tasks failed, the {} configured tasks in force stay: {e}",
+                    self.shared.configured().tasks.len()
+                ),
+            }),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<Vec<String>, ReloadError> {
+        let path = self
+            .shared
+            .configured()
+            .path
+            .clone()
+            .ok_or(ReloadError::NoFile)?;
+        let reserved = self.shared.tasks.names();
+        let file = tasks::config::load(&path, &reserved, effective_uid())?;
+        Ok(self.shared.install(file))
+    }
+
+    /// Runs in progress, oldest first.
+    pub fn runs(&self) -> Vec<RunView> {
+        self.shared.runs().views(Instant::now())
+    }
+
+    /// The operator stops run `run_id` (as listed by [`Server::runs`]); `false` when there is
+    /// no such run. Its program is stopped as on a timeout, and the client gets `operator`.
+    pub fn stop_run(&self, run_id: u64) -> bool {
+        self.shared
+            .runs()
+            .stop(run_id, crate::message::StopReason::Operator)
     }
 
     /// Connections open now (authenticated or not).
@@ -475,9 +723,13 @@ impl Server {
         addresses.abort();
         drop(listener);
         let _ = self.shared.shutdown.send(());
-        // Give handlers a moment to say goodbye; each holds its slot until it ends.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while self.shared.conns().total() > 0 && tokio::time::Instant::now() < deadline {
+        // Give handlers a moment to say goodbye; each holds its slot until it ends, and a
+        // session ends only once its runs have stopped their programs.
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(3) + self.shared.config.stop_grace;
+        while (self.shared.conns().total() > 0 || self.shared.runs().len() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if let Some(events) = &self.shared.events {
@@ -716,6 +968,19 @@ pub fn revoke_offline(state_dir: &Path, query: &str) -> Result<ClientRecord, Rev
     });
     store.save_clients(&file)?;
     Ok(record)
+}
+
+/// The effective uid of this process (0 off Unix, where `user` is refused anyway).
+pub fn effective_uid() -> u32 {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() }
+    }
+    #[cfg(not(unix))]
+    {
+        0
+    }
 }
 
 /// IPv4-mapped IPv6 peers are treated as the IPv4 address they are.

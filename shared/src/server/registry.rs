@@ -133,6 +133,26 @@ impl Registry {
         Ok(removed)
     }
 
+    /// Give client `id` the name `name` (the operator's choice) and save before returning;
+    /// the record as it is now, or `None` when there is no such client.
+    pub(crate) async fn rename(
+        &self,
+        id: &PeerId,
+        name: &str,
+    ) -> Result<Option<ClientRecord>, StateError> {
+        let renamed = {
+            let mut inner = self.lock();
+            inner.clients.get_mut(id).map(|c| {
+                c.name = name.to_string();
+                c.clone()
+            })
+        };
+        if renamed.is_some() {
+            self.save().await?;
+        }
+        Ok(renamed)
+    }
+
     /// Note contact from a paired client; saved with the next flush.
     pub(crate) fn touch(&self, id: &PeerId, addr: SocketAddr) {
         let mut inner = self.lock();

@@ -1,9 +1,11 @@
-//! An authenticated session: requests (pipelined, answered in batches), notices,
-//! keep-alive, revocation and shutdown, until one of them ends it.
+//! An authenticated session: requests (pipelined, answered in batches), streaming runs,
+//! notices, keep-alive, revocation and shutdown, until one of them ends it.
 //!
 //! Owns the session's registration (what `notify_all`, `revoke` and the client list see
 //! while it lives), dispatching each message, and writing replies with one flush per batch.
-//! It must not decide who may have a session: pairing or authentication settled that.
+//! Runs write their messages to one bounded queue that only this loop drains, so the
+//! connection has one writer. It must not decide who may have a session (pairing or
+//! authentication settled that) nor who may run what (`runs::admit` does).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,14 +19,23 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::conn::{Conn, ConnCtx, fail_read};
 use super::events::{DisconnectReason, RevokedBy};
 use super::registry::Standing;
+use super::runs::admit::{self, Ask};
+use super::runs::local::SessionRuns;
 use super::{Server, ServerEvent, SessionEntry, Shared, TaskContext};
 use crate::connection::ConnectionError;
 use crate::frame::FrameError;
 use crate::identity::PeerId;
-use crate::message::{ErrorCode, Message, RepairReason, TaskErrorBody};
+use crate::message::{ErrorCode, Message, RepairReason, StopReason, TaskErrorBody};
 
 /// Notices queued per session; a client that stops reading loses notices, not server memory.
 const NOTICE_QUEUE: usize = 64;
+
+/// Messages of this session's runs waiting to be written (each at most a 16 KiB chunk): a
+/// client that stops reading holds its runs back, not server memory.
+const RUN_QUEUE: usize = 64;
+
+/// Run messages written per flush at most, so other work is not starved.
+const RUN_BATCH: usize = 64;
 
 /// A session's entry in the server's table, removed (and the count of connected clients
 /// lowered) on drop, however the session ends.
@@ -101,16 +112,28 @@ pub(super) async fn run(
         client_addr: ctx.peer,
         client_id,
     });
-    let live = Live {
+    let (run_tx, run_rx) = mpsc::channel(RUN_QUEUE);
+    let mut live = Live {
         ctx,
         server,
         name: &name,
         session_id,
+        runs: SessionRuns::new(shared.config.max_runs),
+        run_tx,
+        run_rx,
     };
     let reason = live
         .serve(&mut conn, &mut notices, &mut revoked, &mut shutdown)
         .await;
-    conn.close().await;
+    // Every run ends with the session; none may wait to queue a message meanwhile.
+    let Live { runs, run_rx, .. } = live;
+    drop(run_rx);
+    let stop = match reason {
+        DisconnectReason::ShuttingDown => StopReason::Shutdown,
+        _ => StopReason::Disconnected,
+    };
+    let limit = shared.config.stop_grace + Duration::from_secs(6);
+    tokio::join!(conn.close(), runs.stop_all(stop, limit));
     drop(registration);
     shared.emit(ServerEvent::Disconnected {
         session_id,
@@ -144,11 +167,16 @@ struct Live<'a> {
     server: &'a Server,
     name: &'a str,
     session_id: u64,
+    /// This session's runs in progress.
+    runs: SessionRuns,
+    /// Where runs queue their messages; cloned into each run.
+    run_tx: mpsc::Sender<Message>,
+    run_rx: mpsc::Receiver<Message>,
 }
 
 impl Live<'_> {
     async fn serve(
-        &self,
+        &mut self,
         conn: &mut Conn,
         notices: &mut mpsc::Receiver<Arc<str>>,
         revoked: &mut oneshot::Receiver<RevokedBy>,
@@ -181,6 +209,11 @@ impl Live<'_> {
                         reason: Some(RepairReason::Revoked),
                     }).await;
                     return DisconnectReason::Revoked;
+                }
+                Some(msg) = self.run_rx.recv() => {
+                    if let Err(why) = self.forward(conn, msg).await {
+                        return why;
+                    }
                 }
                 Some(text) = notices.recv() => {
                     let m = Message::Notice { text: text.to_string(), at_ms: crate::unix_now_ms() };
@@ -223,9 +256,84 @@ impl Live<'_> {
         Ok(())
     }
 
+    /// Write `first` and the other run messages queued, then flush once.
+    async fn forward(&mut self, conn: &mut Conn, first: Message) -> Result<(), DisconnectReason> {
+        let deadline = tokio::time::Instant::now() + self.ctx.shared.config.write_timeout;
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(msg) = next.take() {
+            if let Message::RunExit { id, .. } = &msg {
+                self.runs.finished(*id);
+            }
+            written(tokio::time::timeout_at(deadline, conn.feed(&msg)).await)?;
+            n += 1;
+            if n < RUN_BATCH {
+                next = self.run_rx.try_recv().ok();
+            }
+        }
+        written(tokio::time::timeout_at(deadline, conn.flush()).await)
+    }
+
+    /// Start run `id`, or refuse it with a `run_exit`.
+    async fn start_run(
+        &mut self,
+        conn: &mut Conn,
+        id: u64,
+        task: String,
+        args: Vec<String>,
+        window: u64,
+    ) -> Result<(), DisconnectReason> {
+        let shared = &self.ctx.shared;
+        let ctx = self.task_context();
+        let refusal = if self.runs.contains(id) {
+            Some(admit::Refusal {
+                code: crate::message::RefusalCode::DuplicateId,
+                message: format!("run id {id} is already in use on this session"),
+            })
+        } else if self.runs.full() {
+            Some(admit::Refusal {
+                code: crate::message::RefusalCode::ServerBusy,
+                message: format!(
+                    "this session is running its maximum of {} tasks at once; try again later",
+                    shared.config.max_runs
+                ),
+            })
+        } else {
+            let ask = Ask {
+                id,
+                task: task.clone(),
+                args,
+                window,
+                session_id: self.session_id,
+                client_addr: self.ctx.peer,
+                ctx: ctx.clone(),
+            };
+            match admit::admit(shared, ask, self.run_tx.clone()) {
+                Ok((link, start)) => {
+                    let handle = tokio::spawn(super::runs::drive::run(start));
+                    self.runs.insert(id, link, handle);
+                    None
+                }
+                Err(r) => Some(r),
+            }
+        };
+        let Some(refusal) = refusal else {
+            return Ok(());
+        };
+        admit::report(
+            shared,
+            &task,
+            &ctx,
+            self.session_id,
+            self.ctx.peer,
+            &refusal,
+        );
+        send_within(conn, &refusal.exit(id), shared.config.write_timeout).await
+    }
+
     /// Act on one read from the client.
     async fn dispatch(
-        &self,
+        &mut self,
         conn: &mut Conn,
         read: Result<Option<Message>, ConnectionError>,
     ) -> Dispatch {
@@ -257,6 +365,45 @@ impl Live<'_> {
                     .or_default() += 1;
                 Dispatch::Run { id, task, args }
             }
+            Message::Run {
+                id,
+                task,
+                args,
+                window,
+            } => match self.start_run(conn, id, task, args, window).await {
+                Ok(()) => Dispatch::Continue,
+                Err(why) => Dispatch::End(why),
+            },
+            Message::RunAck { id, bytes } => {
+                self.runs.ack(id, bytes);
+                Dispatch::Continue
+            }
+            Message::RunInput { id, data } => {
+                self.runs.input(id, &data.0);
+                Dispatch::Continue
+            }
+            Message::RunInputEnd { id } => {
+                self.runs.input_end(id);
+                Dispatch::Continue
+            }
+            Message::RunCancel { id } => {
+                self.runs.cancel(id);
+                Dispatch::Continue
+            }
+            Message::ListTasks {} => {
+                let name = self.current_name();
+                let tasks = shared.task_infos_for(&client_id, &name);
+                match send_within(
+                    conn,
+                    &Message::TaskList { tasks },
+                    shared.config.write_timeout,
+                )
+                .await
+                {
+                    Ok(()) => Dispatch::Continue,
+                    Err(why) => Dispatch::End(why),
+                }
+            }
             Message::Unpair {} => {
                 if let Err(e) = self.server.revoke_id(&client_id, RevokedBy::Client).await {
                     self.ctx.warn(format!("saving an unpairing failed: {e}"));
@@ -283,6 +430,14 @@ impl Live<'_> {
         }
     }
 
+    /// The client's name as the registry holds it now (the operator may have renamed it).
+    fn current_name(&self) -> String {
+        match self.ctx.shared.registry.standing(&self.ctx.info.peer_id) {
+            Standing::Paired(r) => r.name,
+            _ => self.name.to_string(),
+        }
+    }
+
     fn task_context(&self) -> TaskContext {
         let shared = &self.ctx.shared;
         TaskContext {
@@ -303,7 +458,12 @@ impl Live<'_> {
         task: String,
         args: Vec<String>,
     ) -> impl Future<Output = Done> + Send + 'static {
-        let fut = self.ctx.shared.tasks.call(&task, self.task_context(), args);
+        let fut = if self.ctx.shared.configured().tasks.contains_key(&task) {
+            let err = super::tasks::use_run(&task);
+            Box::pin(async move { Err(err) })
+        } else {
+            self.ctx.shared.tasks.call(&task, self.task_context(), args)
+        };
         async move {
             let started = Instant::now();
             let result = fut.await;

@@ -1,7 +1,15 @@
 //! Tasks a paired client can run, and the registry an embedding program extends.
 //!
-//! Owns the built-ins (`ping`, `echo`, `time`, `info`) and dispatch by name. Tasks see only
-//! a [`TaskContext`]; they cannot reach connections or state.
+//! Owns the built-ins (`ping`, `echo`, `time`, `info`), tasks registered in Rust (value tasks
+//! that return one JSON value, and streaming tasks that write output and read stdin through a
+//! [`RunIo`]), and lookup by name. Tasks the operator configures live in [`command`] (their
+//! definition and arguments), [`access`] (who may run them) and `process` (their program).
+//! Tasks see only a [`TaskContext`]; they cannot reach connections or state.
+
+pub mod access;
+pub mod command;
+pub mod config;
+pub(crate) mod process;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,7 +19,12 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
+pub use command::CommandTask;
+pub use process::adopt_orphans;
+
 use crate::identity::PeerId;
+use crate::message::{ArgInfo, TaskInfo};
+use crate::server::runs::RunIo;
 
 /// What a task knows about its caller and the server.
 #[derive(Debug, Clone)]
@@ -32,7 +45,7 @@ pub struct TaskContext {
     pub paired_clients: usize,
 }
 
-/// A task failure, sent back as the response's `error`.
+/// A task failure, sent back as the response's `error` (or a run's `failed` status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskError {
     /// Machine-readable class, e.g. `bad_args`.
@@ -51,10 +64,11 @@ impl TaskError {
     }
 }
 
-/// What a task returns.
+/// What a value task returns.
 pub type TaskResult = Result<Value, TaskError>;
 
-/// A task the server can run.
+/// A task that answers with one value (`request` → `response`, or `run` → `run_exit` with
+/// `result`).
 pub trait Task: Send + Sync + 'static {
     /// Run with the caller's context and arguments.
     fn run(&self, ctx: TaskContext, args: Vec<String>) -> BoxFuture<'static, TaskResult>;
@@ -70,10 +84,73 @@ where
     }
 }
 
-/// Tasks by name.
+/// A task that streams: it writes output and reads stdin through its [`RunIo`] as a program
+/// would, and ends with an exit code (`run_exit` status `exited`) or a [`TaskError`]
+/// (`failed`). Only `run` starts it. Stopping it (cancel, timeout, the session's end) drops
+/// its future.
+pub trait StreamingTask: Send + Sync + 'static {
+    /// Run with the caller's context, arguments and the run's output and stdin.
+    fn run(
+        &self,
+        ctx: TaskContext,
+        args: Vec<String>,
+        io: RunIo,
+    ) -> BoxFuture<'static, Result<i32, TaskError>>;
+}
+
+impl<F, Fut> StreamingTask for F
+where
+    F: Fn(TaskContext, Vec<String>, RunIo) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<i32, TaskError>> + Send + 'static,
+{
+    fn run(
+        &self,
+        ctx: TaskContext,
+        args: Vec<String>,
+        io: RunIo,
+    ) -> BoxFuture<'static, Result<i32, TaskError>> {
+        Box::pin(self(ctx, args, io))
+    }
+}
+
+/// How a task registered in Rust is listed to clients (`task_list`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskAbout {
+    /// What it does, for people.
+    pub description: String,
+    /// Its arguments, for people (the task checks its arguments itself).
+    pub args: Vec<ArgInfo>,
+    /// Whether it reads stdin (streaming tasks only).
+    pub stdin: bool,
+}
+
+impl TaskAbout {
+    /// A listing with a description only.
+    pub fn new(description: impl Into<String>) -> Self {
+        Self {
+            description: description.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A task registered in Rust.
+#[derive(Clone)]
+pub(crate) enum Registered {
+    Value(Arc<dyn Task>),
+    Streaming(Arc<dyn StreamingTask>),
+}
+
+#[derive(Clone)]
+struct Entry {
+    task: Registered,
+    about: TaskAbout,
+}
+
+/// Tasks registered in Rust, by name.
 #[derive(Clone)]
 pub struct Tasks {
-    map: BTreeMap<String, Arc<dyn Task>>,
+    map: BTreeMap<String, Entry>,
 }
 
 impl std::fmt::Debug for Tasks {
@@ -121,12 +198,47 @@ impl Tasks {
                 "paired_clients": ctx.paired_clients,
             }))
         });
+        t.describe("ping", "Answers pong");
+        t.describe("echo", "Sends its arguments back, joined with spaces");
+        t.describe("time", "The server's clock");
+        t.describe("info", "The server's name, id, version and counts");
         t
     }
 
-    /// Add or replace the task called `name`.
+    /// Add or replace the value task called `name`.
     pub fn register(&mut self, name: impl Into<String>, task: impl Task) -> &mut Self {
-        self.map.insert(name.into(), Arc::new(task));
+        self.map.insert(
+            name.into(),
+            Entry {
+                task: Registered::Value(Arc::new(task)),
+                about: TaskAbout::default(),
+            },
+        );
+        self
+    }
+
+    /// Add or replace the streaming task called `name`, listed to clients as `about` says.
+    pub fn register_streaming(
+        &mut self,
+        name: impl Into<String>,
+        about: TaskAbout,
+        task: impl StreamingTask,
+    ) -> &mut Self {
+        self.map.insert(
+            name.into(),
+            Entry {
+                task: Registered::Streaming(Arc::new(task)),
+                about,
+            },
+        );
+        self
+    }
+
+    /// Set the description clients see for the task `name` (no effect when there is none).
+    pub fn describe(&mut self, name: &str, description: impl Into<String>) -> &mut Self {
+        if let Some(e) = self.map.get_mut(name) {
+            e.about.description = description.into();
+        }
         self
     }
 
@@ -135,27 +247,61 @@ impl Tasks {
         self.map.keys().map(String::as_str).collect()
     }
 
-    /// Start the task `name`; an unknown name yields an `unknown_task` error.
+    /// Whether a task called `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<(&Registered, &TaskAbout)> {
+        self.map.get(name).map(|e| (&e.task, &e.about))
+    }
+
+    /// How clients see every registered task.
+    pub fn infos(&self) -> Vec<TaskInfo> {
+        self.map
+            .iter()
+            .map(|(name, e)| TaskInfo {
+                name: name.clone(),
+                description: e.about.description.clone(),
+                args: e.about.args.clone(),
+                stdin: e.about.stdin,
+                builtin: matches!(e.task, Registered::Value(_)),
+            })
+            .collect()
+    }
+
+    /// Start the value task `name`; an unknown name yields an `unknown_task` error, a
+    /// streaming task a `use_run` error.
     pub fn call(
         &self,
         name: &str,
         ctx: TaskContext,
         args: Vec<String>,
     ) -> BoxFuture<'static, TaskResult> {
-        match self.map.get(name) {
-            Some(task) => task.run(ctx, args),
-            None => {
-                let err = TaskError::new(
-                    "unknown_task",
-                    format!(
-                        "unknown task {name:?}; available: {}",
-                        self.names().join(", ")
-                    ),
-                );
-                Box::pin(async move { Err(err) })
-            }
-        }
+        let err = match self.map.get(name) {
+            Some(Entry {
+                task: Registered::Value(task),
+                ..
+            }) => return task.run(ctx, args),
+            Some(_) => use_run(name),
+            None => TaskError::new(
+                "unknown_task",
+                format!(
+                    "unknown task {name:?}; available: {}",
+                    self.names().join(", ")
+                ),
+            ),
+        };
+        Box::pin(async move { Err(err) })
     }
+}
+
+/// The answer to a `request` for a task that streams.
+pub(crate) fn use_run(name: &str) -> TaskError {
+    TaskError::new(
+        "use_run",
+        format!("task {name:?} streams its output: start it with run, not request"),
+    )
 }
 
 #[cfg(test)]
