@@ -232,7 +232,7 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
             spawn.push(asked.elapsed());
         }
     }
-    opts.progress("streams: stopping the server".to_string());
+    opts.progress("streams: stopping the server");
     // The session ends once no handle on it is left.
     drop(handle);
     session.close().await;
