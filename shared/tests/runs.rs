@@ -685,3 +685,53 @@ async fn tasks_registered_in_rust_stream_and_read_stdin() {
     assert!(err.to_string().contains("run"), "{err}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn many_runs_on_one_session_interleave() {
+    let (server, s, _dirs) = setup(TASKS, test_config(), Tasks::with_builtins()).await;
+    // Three slow counters at once: each one's output arrives while the others still run.
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        handles.push(s.run("tick", vec![], 256 * 1024).await.unwrap());
+    }
+    let began = Instant::now();
+    let mut firsts = Vec::new();
+    let mut exits = Vec::new();
+    let mut tasks = Vec::new();
+    for mut h in handles {
+        tasks.push(tokio::spawn(async move {
+            let mut first = None;
+            let mut text = Vec::new();
+            loop {
+                match tokio::time::timeout(LONG, h.next()).await.unwrap() {
+                    Some(RunEvent::Output { data, .. }) => {
+                        first.get_or_insert_with(Instant::now);
+                        text.extend(data);
+                    }
+                    Some(RunEvent::Exit { status, .. }) => {
+                        return (first.unwrap(), Instant::now(), status, text);
+                    }
+                    Some(_) => {}
+                    None => panic!("no exit"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let (first, exit, status, text) = t.await.unwrap();
+        assert_eq!(status, RunStatus::Exited { code: 0 });
+        assert_eq!(text, b"1\n2\n3\n");
+        firsts.push(first);
+        exits.push(exit);
+    }
+    // Every run had started streaming before any of them ended.
+    let last_first = *firsts.iter().max().unwrap();
+    let first_exit = *exits.iter().min().unwrap();
+    assert!(
+        last_first < first_exit,
+        "runs went one after another: first outputs {:?}, exits {:?}",
+        firsts.iter().map(|t| *t - began).collect::<Vec<_>>(),
+        exits.iter().map(|t| *t - began).collect::<Vec<_>>()
+    );
+    server.stop().await;
+}
