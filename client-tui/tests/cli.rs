@@ -99,7 +99,14 @@ fn pair_send_list_and_console() {
 
     let out = run(client(cdir.path()).args(["--json", "send", "echo", "hello", "world"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // NDJSON: `started`, then the result on the last line.
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["event"], "started");
+    let v = &lines[1];
     assert_eq!(v["ok"], true);
     assert_eq!(v["result"], "hello world");
     assert_eq!(v["addr"], server.addr());
@@ -132,7 +139,10 @@ fn pair_send_list_and_console() {
     let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
     assert_eq!(lines[0], "pong");
     assert_eq!(lines[1], "a b");
-    assert!(lines[2].starts_with("error (unknown_task)"), "{lines:?}");
+    assert!(
+        lines[2].starts_with("error: nope was refused: unknown task \"nope\""),
+        "{lines:?}"
+    );
 
     // Unknown task as a one-shot command: exit 8.
     let out = run(client(cdir.path()).args(["send", "nope"]));

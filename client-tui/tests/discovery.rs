@@ -241,7 +241,8 @@ fn a_paired_server_that_changes_address_is_found_again_without_pairing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // NDJSON: `started`, then the result on the last line.
+    let v = last_json(&out.stdout);
     assert_eq!(v["result"], "pong");
     assert_eq!(v["addr"], "10.213.0.77:47474");
     assert_ne!(v["via"], "last");
@@ -251,7 +252,7 @@ fn a_paired_server_that_changes_address_is_found_again_without_pairing() {
         .args(["send", "ping", "--json"])
         .output()
         .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = last_json(&out.stdout);
     assert_eq!(v["via"], "last");
     assert_eq!(server.seen("pair_request"), 0, "no new pairing");
 }
@@ -371,4 +372,11 @@ fn a_sweep_of_a_22_finds_every_server_at_random_addresses() {
         lab.set_addr(1, &format!("{ia}/22"));
         lab.set_addr(2, &format!("{ib}/22"));
     }
+}
+
+/// The last line of an NDJSON output.
+fn last_json(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    let last = text.lines().last().expect("some output");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
 }
