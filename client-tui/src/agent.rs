@@ -170,10 +170,8 @@ async fn drive(
             break v;
         }
         match v["event"].as_str() {
-            Some("started") => {
-                if v["stdin"].as_bool() == Some(true) {
-                    feeder = Some(tokio::spawn(forward_stdin(tx.clone())));
-                }
+            Some("started") if v["stdin"].as_bool() == Some(true) => {
+                feeder = Some(tokio::spawn(forward_stdin(tx.clone())));
             }
             Some("output") if !out.json => {
                 let data = decode(&v["data"]);

@@ -321,21 +321,25 @@ pub async fn send(
         )
     })?;
     let code = run_exit_code(&status);
+    // The last line has the shape the agent's has (docs/agent.md), plus how it connected.
+    let mut v = base(rtt_ms);
+    let last = csc_shared::agent::proto::finished(
+        task,
+        &status,
+        &result,
+        duration.as_millis() as u64,
+        code,
+        &describe_status(task, &status),
+    );
+    if let (Some(o), Value::Object(l)) = (v.as_object_mut(), last) {
+        o.extend(l);
+    }
     // A value task (the built-ins) prints its value, as `send` always did.
     if matches!(status, RunStatus::Done {}) {
-        let mut v = base(rtt_ms);
-        v["ok"] = true.into();
-        v["result"] = result.clone();
         out.line(render(&result), v);
         return Ok(());
     }
     if out.json {
-        let mut v = base(rtt_ms);
-        v["event"] = "exit".into();
-        v["ok"] = status.success().into();
-        v["status"] = serde_json::to_value(&status).unwrap_or_default();
-        v["duration_ms"] = (duration.as_millis() as u64).into();
-        v["exit_code"] = code.into();
         out.line("", v);
     }
     if code == exit::OK {

@@ -206,10 +206,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             no_agent,
         }) => {
             // Through a running agent, unless told not to or given an address to dial.
-            if !no_agent && cli.target.server.is_none() {
-                if let Some(done) = agent::send(&dir, &cli, task, args, out).await {
-                    return done;
-                }
+            if !no_agent
+                && cli.target.server.is_none()
+                && let Some(done) = agent::send(&dir, &cli, task, args, out).await
+            {
+                return done;
             }
             headless::send(std::sync::Arc::new(client), &cli, task, args.clone(), out).await
         }
