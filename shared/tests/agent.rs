@@ -352,3 +352,61 @@ async fn a_revoked_pairing_fails_its_requests_and_the_other_server_goes_on() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test]
+async fn a_program_that_stops_reading_is_dropped_and_its_run_stopped() {
+    let mut tasks = csc_shared::server::Tasks::with_builtins();
+    tasks.register_streaming(
+        "flood",
+        csc_shared::server::TaskAbout::default(),
+        |_ctx, _args, mut io: csc_shared::server::RunIo| async move {
+            let chunk = vec![b'z'; 16 * 1024];
+            loop {
+                io.stdout(&chunk).await?;
+            }
+        },
+    );
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_tasks(sdir.path(), test_config(), tasks).await;
+    pair(&client(cdir.path(), "kiosk"), &server).await;
+    let mut w = World {
+        server,
+        agent: None,
+        cdir,
+        _sdir: sdir,
+    };
+    w.run_agent().await;
+    let mut p = w.program().await;
+    p.send(&json!({"id": 1, "task": "flood"})).await;
+    assert_eq!(p.next().await["event"], "started");
+    // The program reads nothing more. The run is held back meanwhile (its output waits in
+    // bounded queues), and after the write timeout the agent lets the program go.
+    let runs = || w.server.server.runs();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out1 = runs()[0].bytes_out;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(runs()[0].bytes_out, out1, "the run is held back");
+    let deadline = tokio::time::Instant::now() + agent::WRITE_TIMEOUT + Duration::from_secs(10);
+    while !runs().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run goes on for a program that left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its connection is closed: what is left to read ends.
+    let mut n = 0;
+    while let Ok(Ok(Some(_))) = tokio::time::timeout(LONG, p.lines.next_line()).await {
+        n += 1;
+    }
+    assert!(
+        n <= agent::OUT_QUEUE + 4,
+        "{n} lines were queued for a program that read none"
+    );
+    // Another program is served as before.
+    let mut q = w.program().await;
+    q.send(&json!({"id": 1, "task": "ping"})).await;
+    assert_eq!(q.until_done(1).await.last().unwrap()["result"], "pong");
+    w.server.stop().await;
+}
