@@ -36,6 +36,8 @@ pub async fn serve(client: Client, cli: &Cli, dir: &Path, out: Output) -> Result
         BindError::Running { .. } => Failure::new(exit::AGENT_RUNNING, e.to_string()),
         other => Failure::new(exit::FAILURE, other.to_string()),
     })?;
+    // Before anything says the agent is ready: a SIGTERM from then on stops it cleanly.
+    let shutdown = tui_kit::terminal::shutdown_signal();
     let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
     let agent = Agent::start(Arc::new(client), servers, crate::link_options(cli, None));
     let started = json!({
