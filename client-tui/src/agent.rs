@@ -71,9 +71,7 @@ pub async fn serve(client: Client, cli: &Cli, dir: &Path, out: Output) -> Result
             }
         }
     });
-    let result = agent
-        .serve(&bound, tui_kit::terminal::shutdown_signal())
-        .await;
+    let result = agent.serve(&bound, shutdown).await;
     reporter.abort();
     agent.close().await;
     drop(bound);
