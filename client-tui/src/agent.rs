@@ -126,15 +126,17 @@ pub async fn send(
     if tx.send(&request).await.is_err() {
         return None;
     }
-    Some(drive(tx, &mut rx, task, out).await)
+    drive(tx, &mut rx, task, out).await
 }
 
+/// Carry the run out through the agent; `None` when the agent does not serve the server
+/// asked for (the caller connects directly then).
 async fn drive(
     tx: agent::local::AgentSender,
     rx: &mut agent::local::AgentReceiver,
     task: &str,
     out: Output,
-) -> Result<(), Failure> {
+) -> Option<Result<(), Failure>> {
     use tokio::io::AsyncWriteExt;
     let tx = Arc::new(tokio::sync::Mutex::new(tx));
     let mut stdout = tokio::io::stdout();
@@ -149,7 +151,7 @@ async fn drive(
             _ = &mut ctrl_c => {
                 interrupts += 1;
                 if interrupts > 1 {
-                    return Err(Failure::new(130, "interrupted again: leaving without waiting for the run"));
+                    return Some(Err(Failure::new(130, "interrupted again: leaving without waiting for the run")));
                 }
                 eprintln!("cancelling {task}… (Ctrl-C again to leave at once)");
                 let _ = tx.lock().await.send(&json!({"cancel": 1})).await;
@@ -160,13 +162,16 @@ async fn drive(
         let mut v = match line {
             Ok(Some(v)) => v,
             _ => {
-                return Err(Failure::new(
+                return Some(Err(Failure::new(
                     exit::UNREACHABLE,
                     format!("the agent went away before {task} ended"),
-                ));
+                )));
             }
         };
         if v.get("ok").is_some() {
+            if v["error"]["code"] == "unknown_server" {
+                return None;
+            }
             break v;
         }
         match v["event"].as_str() {
@@ -197,7 +202,7 @@ async fn drive(
     if let Some(f) = feeder {
         f.abort();
     }
-    finish(last, task, out)
+    Some(finish(last, task, out))
 }
 
 /// The exit of `send` from the agent's last line.
@@ -246,7 +251,6 @@ fn finish(mut last: Value, task: &str, out: Output) -> Result<(), Failure> {
     let code = match last["error"]["code"].as_str() {
         Some("repair_required") => exit::REPAIR_REQUIRED,
         Some("not_connected" | "lost") => exit::UNREACHABLE,
-        Some("unknown_server") => exit::USAGE,
         Some("cancelled") => run_exit::CANCELLED,
         Some("timeout") => run_exit::TIMED_OUT,
         _ => exit::FAILURE,
