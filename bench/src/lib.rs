@@ -14,6 +14,7 @@
 //! Every reply is checked, so a wrong answer fails the run instead of skewing a figure.
 //! Nothing here binds or connects outside 127.0.0.0/8.
 
+pub mod agent;
 pub mod attack;
 pub mod baseline;
 pub mod cpu;
@@ -120,6 +121,10 @@ pub struct Options {
     pub stream_out_bytes: usize,
     /// Runs of `/bin/true` per repetition.
     pub spawns: usize,
+    /// `ping`s one at a time through the agent, and as many on the link, per repetition.
+    pub agent_requests: usize,
+    /// `client-tui send ping` runs with the agent, and as many without, per repetition.
+    pub agent_sends: usize,
     /// Only this part (after the pairings it needs), for profiling one path at a time.
     pub only: Option<Phase>,
     /// Progress lines on stderr.
@@ -139,6 +144,8 @@ pub enum Phase {
     Many,
     /// Streaming runs: `cat`, a writer, `/bin/true`, with the baseline.
     Streams,
+    /// The agent: its round trip against the link's, and `send` with and without it.
+    Agent,
 }
 
 impl Options {
@@ -176,6 +183,8 @@ impl Options {
             stream_bytes: 64 << 20,
             stream_out_bytes: 100 << 20,
             spawns: 50,
+            agent_requests: 1000,
+            agent_sends: 5,
             only: None,
             verbose: true,
         }
@@ -208,6 +217,8 @@ impl Options {
             stream_bytes: 16 << 20,
             stream_out_bytes: 32 << 20,
             spawns: 20,
+            agent_requests: 300,
+            agent_sends: 3,
             ..Self::standard(server_bin)
         }
     }
@@ -244,6 +255,8 @@ impl Options {
             stream_bytes: 1 << 20,
             stream_out_bytes: 2 << 20,
             spawns: 3,
+            agent_requests: 20,
+            agent_sends: 1,
             verbose: false,
             ..Self::standard(server_bin)
         }
@@ -371,6 +384,10 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         true => Some(streams::run(opts, work).await?),
         false => None,
     };
+    let agent = match wants(Phase::Agent) {
+        true => Some(agent::run(opts, work).await?),
+        false => None,
+    };
 
     let mut many = Vec::new();
     let sizes = if wants(Phase::Many) {
@@ -390,6 +407,7 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         reconnect,
         tasks,
         streams,
+        agent,
         many,
         server_warnings: warnings,
     })

@@ -72,6 +72,8 @@ pub struct Report {
     pub tasks: Option<TaskFigures>,
     /// Streaming runs, with the baseline (absent when not run).
     pub streams: Option<crate::streams::StreamFigures>,
+    /// The agent against the link, and `send` with and without it (absent when not run).
+    pub agent: Option<crate::agent::AgentFigures>,
     /// Many clients, per N.
     pub many: Vec<ManyFigures>,
     /// Warnings the server printed during the run.
@@ -334,6 +336,40 @@ impl Report {
                 "–".into(),
                 "",
             );
+        }
+        if let Some(a) = &self.agent {
+            row(
+                &mut t,
+                &format!(
+                    "ping through the agent, one in flight ({} samples)",
+                    a.agent.samples
+                ),
+                lat(&a.agent),
+                lat(&a.link),
+                ratio(a.agent.p50_us, a.link.p50_us),
+                "≤ 1.5× (baseline: the link in-process)",
+            );
+            match (&a.send_agent, &a.send_direct) {
+                (Some(via), Some(direct)) => row(
+                    &mut t,
+                    &format!(
+                        "`client-tui send ping`, start to exit, via the agent ({} samples)",
+                        via.samples
+                    ),
+                    lat(via),
+                    lat(direct),
+                    ratio(via.p50_us, direct.p50_us),
+                    "(baseline: --no-agent)",
+                ),
+                _ => row(
+                    &mut t,
+                    "`client-tui send ping`",
+                    a.send_skipped.clone().unwrap_or_default(),
+                    "–".into(),
+                    "–".into(),
+                    "",
+                ),
+            }
         }
         for m in &self.many {
             let n = count(m.n as u64);

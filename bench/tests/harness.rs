@@ -50,6 +50,17 @@ async fn tiny_run_against_the_real_server() {
     assert_eq!(streams.spawn.samples, opts.reps * opts.spawns);
     assert_eq!(streams.spawn_started.samples, opts.reps * opts.spawns);
 
+    let agent = report.agent.as_ref().expect("the agent phase ran");
+    assert_eq!(agent.agent.samples, opts.reps * opts.agent_requests);
+    assert_eq!(agent.link.samples, opts.reps * opts.agent_requests);
+    match (&agent.send_agent, &agent.send_direct) {
+        (Some(via), Some(direct)) => {
+            assert_eq!(via.samples, opts.reps * opts.agent_sends);
+            assert_eq!(direct.samples, opts.reps * opts.agent_sends);
+        }
+        _ => assert!(agent.send_skipped.is_some()),
+    }
+
     assert_eq!(report.many.len(), 1);
     let m = &report.many[0];
     assert_eq!(m.n, 50);
@@ -70,4 +81,5 @@ async fn tiny_run_against_the_real_server() {
     assert!(table.contains("50 clients: notice to all"));
     assert!(table.contains("`send cat`"));
     assert!(table.contains("one run of /bin/true"));
+    assert!(table.contains("ping through the agent"));
 }

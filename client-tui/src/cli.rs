@@ -119,12 +119,20 @@ pub enum Command {
     /// Run one task on a paired server: its output streams to stdout and stderr, stdin goes
     /// to it when the task reads stdin, Ctrl-C cancels it; the exit code tells how it ended.
     Send {
+        /// Connect directly, even when an agent serves this state folder.
+        #[arg(long)]
+        no_agent: bool,
         /// Task name: ping, echo, time, info, or any task the server offers.
         task: String,
         /// Task arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Keep a link to every paired server (or the one --server-id or --server-name names)
+    /// and serve programs on this machine through agent.sock in the state folder
+    /// (docs/agent.md); `send` then goes through it. Runs in the foreground until Ctrl-C or
+    /// SIGTERM; logs on stderr, `--json` status events on stdout.
+    Agent,
     /// List paired servers.
     Servers,
     /// Forget a paired server; the server is asked to revoke the pairing too.

@@ -211,57 +211,7 @@ fn render(value: &Value) -> String {
     }
 }
 
-/// How a finished run maps to this process's exit code (see the README's table).
-pub fn run_exit_code(status: &RunStatus) -> u8 {
-    use csc_shared::message::{RefusalCode, StopReason};
-    match status {
-        RunStatus::Exited { code: 0 } | RunStatus::Done {} => exit::OK,
-        RunStatus::Exited { code } if (1..=155).contains(code) => {
-            exit::REMOTE_EXIT_BASE + *code as u8
-        }
-        RunStatus::Refused { code, .. } => match code {
-            RefusalCode::BadArgs => exit::BAD_ARGS,
-            RefusalCode::Forbidden => exit::FORBIDDEN,
-            RefusalCode::Busy | RefusalCode::ServerBusy => exit::BUSY,
-            _ => exit::TASK_FAILED,
-        },
-        RunStatus::Stopped { reason } => match reason {
-            StopReason::Timeout => exit::TIMED_OUT,
-            StopReason::Cancelled | StopReason::Operator => exit::CANCELLED,
-            StopReason::OutputLimit | StopReason::StdinLimit => exit::LIMIT,
-            StopReason::Disconnected | StopReason::Shutdown => exit::UNREACHABLE,
-            StopReason::Other => exit::TASK_FAILED,
-        },
-        _ => exit::TASK_FAILED,
-    }
-}
-
-/// How a run ended, in words.
-pub fn describe_status(task: &str, status: &RunStatus) -> String {
-    match status {
-        RunStatus::Exited { code } => format!("{task} exited with code {code}"),
-        RunStatus::Signaled { signal } => format!("{task} was killed by signal {signal}"),
-        RunStatus::Stopped { reason } => {
-            let why = match reason {
-                csc_shared::message::StopReason::Timeout => "it ran out of time",
-                csc_shared::message::StopReason::OutputLimit => "it wrote more than its output cap",
-                csc_shared::message::StopReason::StdinLimit => {
-                    "it was sent more than its stdin cap"
-                }
-                csc_shared::message::StopReason::Cancelled => "it was cancelled",
-                csc_shared::message::StopReason::Disconnected => "the connection ended",
-                csc_shared::message::StopReason::Shutdown => "the server is shutting down",
-                csc_shared::message::StopReason::Operator => "the server's operator stopped it",
-                csc_shared::message::StopReason::Other => "the server stopped it",
-            };
-            format!("{task} was stopped: {why}")
-        }
-        RunStatus::Refused { message, .. } => format!("{task} was refused: {message}"),
-        RunStatus::Done {} => format!("{task} finished"),
-        RunStatus::Failed { code, message } => format!("{task} failed ({code}): {message}"),
-        RunStatus::Other => format!("{task} ended in a way this client does not know"),
-    }
-}
+pub use csc_shared::client::outcome::{describe as describe_status, exit_code as run_exit_code};
 
 /// Feed this process's stdin to a run, binary-safe, until it ends; then close the run's.
 async fn forward_stdin(input: csc_shared::client::RunInput) {
@@ -371,21 +321,25 @@ pub async fn send(
         )
     })?;
     let code = run_exit_code(&status);
+    // The last line has the shape the agent's has (docs/agent.md), plus how it connected.
+    let mut v = base(rtt_ms);
+    let last = csc_shared::agent::proto::finished(
+        task,
+        &status,
+        &result,
+        duration.as_millis() as u64,
+        code,
+        &describe_status(task, &status),
+    );
+    if let (Some(o), Value::Object(l)) = (v.as_object_mut(), last) {
+        o.extend(l);
+    }
     // A value task (the built-ins) prints its value, as `send` always did.
     if matches!(status, RunStatus::Done {}) {
-        let mut v = base(rtt_ms);
-        v["ok"] = true.into();
-        v["result"] = result.clone();
         out.line(render(&result), v);
         return Ok(());
     }
     if out.json {
-        let mut v = base(rtt_ms);
-        v["event"] = "exit".into();
-        v["ok"] = status.success().into();
-        v["status"] = serde_json::to_value(&status).unwrap_or_default();
-        v["duration_ms"] = (duration.as_millis() as u64).into();
-        v["exit_code"] = code.into();
         out.line("", v);
     }
     if code == exit::OK {

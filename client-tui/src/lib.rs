@@ -9,6 +9,7 @@
 //! - `keymap`: key bindings as data, also the source of the footer and help;
 //! - `tui`: the loop that owns the terminal and hands the app's actions to `net`.
 
+mod agent;
 mod app;
 pub mod cli;
 mod headless;
@@ -45,23 +46,13 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 6;
     /// A different key answered where the paired server was expected.
     pub const IDENTITY_MISMATCH: u8 = 7;
-    /// The task failed: unknown task, it could not start, a signal killed it, a value task
-    /// failed, or it exited with a code above 155.
-    pub const TASK_FAILED: u8 = 8;
-    /// The task's arguments were refused (missing, extra, or not matching their pattern).
-    pub const BAD_ARGS: u8 = 9;
-    /// This client may not run the task.
-    pub const FORBIDDEN: u8 = 10;
-    /// The task ran out of time and was stopped.
-    pub const TIMED_OUT: u8 = 11;
-    /// The run was cancelled (Ctrl-C here, or the server's operator stopped it).
-    pub const CANCELLED: u8 = 12;
-    /// A limit stopped the run (its output or stdin cap).
-    pub const LIMIT: u8 = 13;
-    /// The task or the server runs as many at once as it allows: try again.
-    pub const BUSY: u8 = 14;
-    /// A remote program that exited with code n (1–155) makes `send` exit with 100 + n.
-    pub const REMOTE_EXIT_BASE: u8 = 100;
+    /// The codes a run maps to (8 to 14, and 100 + the remote exit code): shared with the
+    /// agent, which reports them too.
+    pub use csc_shared::client::outcome::exit::{
+        BAD_ARGS, BUSY, CANCELLED, FORBIDDEN, LIMIT, REMOTE_EXIT_BASE, TASK_FAILED, TIMED_OUT,
+    };
+    /// `agent`: another agent already serves this state folder.
+    pub const AGENT_RUNNING: u8 = 15;
 }
 
 /// A failure with the exit code it maps to.
@@ -209,9 +200,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             session.close().await;
             Ok(())
         }
-        Some(Command::Send { task, args }) => {
+        Some(Command::Send {
+            task,
+            args,
+            no_agent,
+        }) => {
+            // Through a running agent, unless told not to or given an address to dial.
+            if !no_agent
+                && cli.target.server.is_none()
+                && let Some(done) = agent::send(&dir, &cli, task, args, out).await
+            {
+                return done;
+            }
             headless::send(std::sync::Arc::new(client), &cli, task, args.clone(), out).await
         }
+        Some(Command::Agent) => agent::serve(client, &cli, &dir, out).await,
         Some(Command::Tasks) => headless::tasks(std::sync::Arc::new(client), &cli, out).await,
         None if wants_tui(&cli) => {
             tui::run(client, &cli, tui_kit::terminal::wants_color(cli.no_color)).await

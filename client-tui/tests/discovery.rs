@@ -380,3 +380,87 @@ fn last_json(stdout: &[u8]) -> Value {
     let last = text.lines().last().expect("some output");
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
 }
+
+#[test]
+fn the_agent_follows_a_server_that_changes_address() {
+    let mut last = serial();
+    let Some(lab) = Lab::up(2, "10.213.0") else {
+        return;
+    };
+    let (s, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut server = Server::start(&lab, 1, s.path(), "moving", &["--no-mdns"]);
+    let mut pair = client(&lab, 2, c.path())
+        .args(["pair", "--no-mdns"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = server.wait("pair_request")["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    writeln!(pair.stdin.take().unwrap(), "{code}").unwrap();
+    assert!(pair.wait().unwrap().success());
+    server.wait("paired");
+
+    // The agent, told to notice a silent server within 2 s.
+    let mut agent = client(&lab, 2, c.path())
+        .args([
+            "--json",
+            "--no-mdns",
+            "--keepalive",
+            "500ms",
+            "--dead-after",
+            "2s",
+            "agent",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let stdout = agent.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str(&l) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let connected_at = |rx: &std::sync::mpsc::Receiver<Value>| -> String {
+        loop {
+            let v = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the agent's link connects");
+            if v["event"] == "link" && v["state"] == "connected" {
+                return v["addr"].as_str().unwrap().to_string();
+            }
+        }
+    };
+    assert_eq!(connected_at(&rx), "10.213.0.11:47474");
+
+    lab.set_addr(1, "10.213.0.77/24");
+    settle(&mut last);
+    // The link notices the silence, finds the server again, and send goes through it.
+    assert_eq!(connected_at(&rx), "10.213.0.77:47474");
+    *last = Some(std::time::Instant::now());
+    let out = client(&lab, 2, c.path())
+        .args(["send", "ping"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pong\n");
+    assert_eq!(server.seen("pair_request"), 0, "no new pairing");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert!(agent.wait().unwrap().success());
+}

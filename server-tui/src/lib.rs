@@ -237,7 +237,7 @@ async fn serve(cli: &Cli, dir: &std::path::Path, file: Option<ConfigFile>) -> Re
                 open_for: cli.open_for,
                 origin,
             },
-            shutdown_signal(),
+            tui_kit::terminal::shutdown_signal(),
         )
         .await;
         control.abort();
@@ -254,7 +254,9 @@ async fn serve(cli: &Cli, dir: &std::path::Path, file: Option<ConfigFile>) -> Re
         .name("events".into())
         .spawn(move || headless::print_events(rx, json, origin))
         .map_err(|e| Failure::new(exit::FAILURE, format!("cannot start the printer: {e}")))?;
-    let result = server.run(listener, shutdown_signal()).await;
+    let result = server
+        .run(listener, tui_kit::terminal::shutdown_signal())
+        .await;
     control.abort();
     if let Some(h) = hangup {
         h.abort();
@@ -293,37 +295,6 @@ fn reload_on_hangup(server: &Server) -> Option<tokio::task::JoinHandle<()>> {
 #[cfg(not(unix))]
 fn reload_on_hangup(_server: &Server) -> Option<tokio::task::JoinHandle<()>> {
     None
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are in place when this returns, not
-/// when the future is first polled: a SIGTERM sent right after the `listening` line must stop
-/// the server cleanly, not kill it.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        async move {
-            match (term, int) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// Whether a server is running with `dir` as its state folder.

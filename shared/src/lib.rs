@@ -13,12 +13,14 @@
 //!   permissions, locks); a leaf, so [`identity`] and [`state`] can both build on it.
 //! - [`state`]: the state files themselves (what they hold, where they live).
 //! - [`server`] and [`client`]: the engines the two apps drive; they report through typed events.
+//! - [`agent`]: the client's links served to local programs over a Unix socket.
 //!
 //! Trust never comes from what a peer says, only from TLS identities, the pairing exchange and
 //! the pinned server id.
 
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod client;
 pub mod connection;
 pub mod dialer;

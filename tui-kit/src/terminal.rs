@@ -98,3 +98,34 @@ pub fn block_on(name: &str, main: impl Future<Output = Result<(), (u8, String)>>
 pub fn wants_color(no_color: bool) -> bool {
     !no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
+
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM: what stops a server or an agent. The
+/// handlers are in place when this returns, not when the future is first polled: a SIGTERM
+/// sent right after the program said it is ready must stop it cleanly, not kill it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod limits;
 mod link;
+pub mod outcome;
 mod pair;
 mod reconnect;
 pub mod run;
