@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::links::{Event, Links};
 use super::proto::{self, Kind, ListWhat, Request, RunRequest};
 use crate::client::{ClientError, RunEvent, RunInput, outcome};
+use crate::message::RunStatus;
 
 /// The longest line a program may send, bytes.
 pub const MAX_LINE: usize = 1 << 20;
@@ -317,12 +318,6 @@ async fn run(
     };
     let began = tokio::time::Instant::now();
     let deadline = r.deadline_ms.map(|ms| began + Duration::from_millis(ms));
-    let until_deadline = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
     // Wait for a place among this server's runs (held until the run ends).
     let _slot = tokio::select! {
         p = served.slots.clone().acquire_owned() => match p {
@@ -332,13 +327,56 @@ async fn run(
         _ = &mut cancelled => {
             return proto::failed(Some(id), Some(task), "cancelled", &format!("{task} was cancelled before it started"));
         }
-        _ = until_deadline => {
+        _ = sleep_until(deadline) => {
             return proto::failed(Some(id), Some(task), "timeout", &format!("{task} did not start within its deadline of {} ms", r.deadline_ms.unwrap_or(0)));
         }
     };
     let wait = deadline.map_or(CONNECT_WAIT, |d| {
         d.saturating_duration_since(tokio::time::Instant::now())
     });
+    // A task that takes no stdin goes as a `request` first: a value task (the built-ins)
+    // answers with one message. One that streams answers `use_run`, is remembered, and is
+    // started as a run; so is an unknown name, whose refusal the run then gives. Nothing runs
+    // twice: neither answer means the task ran.
+    if r.stdin.is_none() && !r.stdin_stream && !served.streams(task) {
+        let asked = tokio::time::Instant::now();
+        let answer = tokio::select! {
+            a = served.handle.request(task, r.args.clone(), wait) => a,
+            _ = &mut cancelled => {
+                return proto::failed(Some(id), Some(task), "cancelled", &format!("{task} was cancelled"));
+            }
+            _ = sleep_until(deadline) => {
+                return proto::failed(Some(id), Some(task), "timeout", &format!("{task} did not finish within its deadline of {} ms", r.deadline_ms.unwrap_or(0)));
+            }
+        };
+        let status = match answer {
+            Ok(v) => Ok((RunStatus::Done {}, v)),
+            Err(ClientError::Task { code, .. }) if code == "use_run" => {
+                served.remember_streaming(task);
+                Err(())
+            }
+            Err(ClientError::Task { code, .. }) if code == "unknown_task" => Err(()),
+            Err(ClientError::Task { code, message }) => {
+                Ok((RunStatus::Failed { code, message }, Value::Null))
+            }
+            Err(e) => return client_failure(Some(id), Some(task), &e),
+        };
+        if let Ok((status, value)) = status {
+            let _ = out.send(with_id(proto::started(task, false), id)).await;
+            let describe = outcome::describe(task, &status);
+            let ms = asked.elapsed().as_millis() as u64;
+            let mut v = proto::finished(
+                task,
+                &status,
+                &value,
+                ms,
+                outcome::exit_code(&status),
+                &describe,
+            );
+            v["id"] = id.into();
+            return v;
+        }
+    }
     let mut handle = tokio::select! {
         h = served.handle.run(task, r.args.clone(), wait) => match h {
             Ok(h) => h,
@@ -350,12 +388,7 @@ async fn run(
     };
     let mut timed_out = false;
     let mut feeder: Option<tokio::task::JoinHandle<()>> = None;
-    let sleep = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
+    let sleep = sleep_until(deadline);
     tokio::pin!(sleep);
     let mut cancel_open = true;
     let last = loop {
@@ -422,6 +455,14 @@ async fn run(
         f.abort();
     }
     last
+}
+
+/// Until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Feed streamed stdin lines to a run until their end.

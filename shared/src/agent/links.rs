@@ -53,8 +53,32 @@ pub(crate) struct Served {
     pub(crate) state: watch::Receiver<LinkState>,
     /// Places for runs in progress on this server.
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// Tasks this server said must be started as runs (they stream); the others are sent as
+    /// requests, one message each way.
+    streaming: std::sync::Mutex<std::collections::HashSet<String>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Task names remembered per server as streaming, at most.
+const MAX_REMEMBERED: usize = 1024;
+
+impl Served {
+    /// Whether `task` is known to stream (it must be started as a run).
+    pub(crate) fn streams(&self, task: &str) -> bool {
+        self.streaming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(task)
+    }
+
+    /// The server said `task` streams.
+    pub(crate) fn remember_streaming(&self, task: &str) {
+        let mut set = self.streaming.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() < MAX_REMEMBERED {
+            set.insert(task.to_string());
+        }
+    }
 }
 
 /// Every served server.
@@ -135,6 +159,7 @@ impl Links {
                     handle,
                     state,
                     slots: Arc::new(tokio::sync::Semaphore::new(RUNS_PER_SERVER)),
+                    streaming: std::sync::Mutex::default(),
                     stop: Some(stop),
                     task: Some(task),
                 }
