@@ -131,20 +131,12 @@ fn print_client(
     name: String,
     text: impl FnOnce(&str, &str) -> String,
 ) {
-    let mut out = std::io::stdout().lock();
-    if json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({"event": event, "client_id": client_id, "name": name})
-        );
-    } else {
-        let short = client_id
-            .parse::<csc_shared::identity::PeerId>()
-            .map(|i| i.short())
-            .unwrap_or(client_id);
-        let _ = writeln!(out, "{}", text(&short, &name));
-    }
+    let value = serde_json::json!({"event": event, "client_id": client_id, "name": name});
+    let short = client_id
+        .parse::<csc_shared::identity::PeerId>()
+        .map(|i| i.short())
+        .unwrap_or(client_id);
+    print_answer(json, &value, || text(&short, &name));
 }
 
 fn status_text(st: &PairingStatus) -> String {
@@ -203,16 +195,8 @@ pub async fn pairing(dir: &Path, action: &PairingAction, json: bool) -> Result<(
         ControlReply::Pairing { status } => status,
         other => return Err(unexpected(other)),
     };
-    let mut out = std::io::stdout().lock();
-    if json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string(&status).unwrap_or_default()
-        );
-    } else {
-        let _ = writeln!(out, "{}", status_text(&status));
-    }
+    let value = serde_json::to_value(&status).unwrap_or_default();
+    print_answer(json, &value, || status_text(&status));
     Ok(())
 }
 
@@ -237,16 +221,10 @@ pub async fn reload(dir: &Path, json: bool) -> Result<(), Failure> {
         ControlReply::Reloaded { tasks } => tasks,
         other => return Err(unexpected(other)),
     };
-    let mut out = std::io::stdout().lock();
-    if json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({"event": "reloaded", "tasks": tasks})
-        );
-    } else {
-        let _ = writeln!(out, "reloaded; configured tasks: {}", names(&tasks));
-    }
+    let value = serde_json::json!({"event": "reloaded", "tasks": tasks});
+    print_answer(json, &value, || {
+        format!("reloaded; configured tasks: {}", names(&tasks))
+    });
     Ok(())
 }
 
@@ -303,19 +281,10 @@ pub async fn stop_run(dir: &Path, run_id: u64, json: bool) -> Result<(), Failure
         ControlReply::Stopping { run_id } => run_id,
         other => return Err(unexpected(other)),
     };
-    let mut out = std::io::stdout().lock();
-    if json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({"event": "stopping", "run_id": run_id})
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "stopping run {run_id}: its program gets SIGTERM, then SIGKILL if it lingers"
-        );
-    }
+    let value = serde_json::json!({"event": "stopping", "run_id": run_id});
+    print_answer(json, &value, || {
+        format!("stopping run {run_id}: its program gets SIGTERM, then SIGKILL if it lingers")
+    });
     Ok(())
 }
 
@@ -346,4 +315,14 @@ pub async fn rename(dir: &Path, query: &str, name: &str, json: bool) -> Result<(
         format!("renamed {short} to {name:?}")
     });
     Ok(())
+}
+
+/// Print a subcommand's one answer: `value` as a JSON line, or `text` for people.
+fn print_answer(json: bool, value: &serde_json::Value, text: impl FnOnce() -> String) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{value}");
+    } else {
+        let _ = writeln!(out, "{}", text());
+    }
 }

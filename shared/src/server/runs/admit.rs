@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::drive::{Job, Slot, Start};
+use super::drive::{Job, Run, Slot, Start};
 use super::table::{Entry, Full};
 use super::{Link, Meter, RunIo, STDIN_WINDOW, Stop};
 use crate::identity::PeerId;
@@ -213,17 +213,19 @@ pub(crate) fn admit(
         .or_default() += 1;
     let io = RunIo::new(id, out, link.clone(), max_output);
     let start = Start {
-        slot,
-        id,
-        session_id,
-        client_addr,
-        ctx,
-        task,
-        args,
+        run: Run {
+            slot,
+            id,
+            session_id,
+            client_addr,
+            ctx,
+            task,
+            args,
+            io,
+            stdin,
+        },
         job,
-        io,
         timeout: timeout.max(Duration::from_millis(1)),
-        stdin,
     };
     Ok((link, start))
 }

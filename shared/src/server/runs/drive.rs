@@ -38,20 +38,11 @@ impl Drop for Slot {
     }
 }
 
-/// Everything a run starts with.
+/// Everything a run starts with: who it is for, what does the work, and for how long.
 pub(crate) struct Start {
-    pub(crate) slot: Slot,
-    /// The client's id for the run.
-    pub(crate) id: u64,
-    pub(crate) session_id: u64,
-    pub(crate) client_addr: SocketAddr,
-    pub(crate) ctx: TaskContext,
-    pub(crate) task: String,
-    pub(crate) args: Vec<String>,
+    pub(crate) run: Run,
     pub(crate) job: Job,
-    pub(crate) io: RunIo,
     pub(crate) timeout: Duration,
-    pub(crate) stdin: bool,
 }
 
 enum Outcome {
@@ -60,16 +51,17 @@ enum Outcome {
 }
 
 /// The part of a run that outlives its job: who it is for, and how to report.
-struct Run {
-    slot: Slot,
-    id: u64,
-    session_id: u64,
-    client_addr: SocketAddr,
-    ctx: TaskContext,
-    task: String,
-    args: Vec<String>,
-    io: RunIo,
-    stdin: bool,
+pub(crate) struct Run {
+    pub(crate) slot: Slot,
+    /// The client's id for the run.
+    pub(crate) id: u64,
+    pub(crate) session_id: u64,
+    pub(crate) client_addr: SocketAddr,
+    pub(crate) ctx: TaskContext,
+    pub(crate) task: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) io: RunIo,
+    pub(crate) stdin: bool,
 }
 
 impl Run {
@@ -96,29 +88,10 @@ impl Run {
 /// Carry out `start` to its end.
 pub(crate) async fn run(start: Start) {
     let Start {
-        slot,
-        id,
-        session_id,
-        client_addr,
-        ctx,
-        task,
-        args,
+        mut run,
         job,
-        io,
         timeout,
-        stdin,
     } = start;
-    let mut run = Run {
-        slot,
-        id,
-        session_id,
-        client_addr,
-        ctx,
-        task,
-        args,
-        io,
-        stdin,
-    };
     let began = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
     let stop = run.io.stop().clone();
