@@ -33,6 +33,10 @@ fn start(dir: &Path) -> Proc {
             "--no-mdns",
             "--backoff",
             "1ms",
+            // A pairing cut by a SIGKILL after the answer counts as a wrong code; this test
+            // is about the state files, not the failure budget.
+            "--pairing-budget",
+            "100000",
             "--state-dir",
         ])
         .arg(dir)
