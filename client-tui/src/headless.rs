@@ -278,7 +278,7 @@ pub async fn send(
                         out.line("", json!({
                             "event": "output",
                             "stream": stream,
-                            "data": B64(data.clone()),
+                            "data": B64(data.to_vec()),
                             "text": text,
                         }));
                         continue;
@@ -582,7 +582,7 @@ async fn console_run(
             Some(RunEvent::Output { stream, data }) => {
                 if out.json {
                     let text = std::str::from_utf8(&data).ok();
-                    out.line("", json!({"event": "output", "task": task, "stream": stream, "data": B64(data.clone()), "text": text}));
+                    out.line("", json!({"event": "output", "task": task, "stream": stream, "data": B64(data.to_vec()), "text": text}));
                     continue;
                 }
                 let _ = match stream {

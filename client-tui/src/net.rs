@@ -529,9 +529,11 @@ async fn run_task(
                     run.close_stdin();
                 }
             }
-            Some(RunEvent::Output { stream, data }) => {
-                out.send(LinkEvent::RunOutput { id, stream, data })
-            }
+            Some(RunEvent::Output { stream, data }) => out.send(LinkEvent::RunOutput {
+                id,
+                stream,
+                data: data.to_vec(),
+            }),
             Some(RunEvent::Exit { status, result, .. }) => {
                 let rtt = started.elapsed();
                 let event = match status {

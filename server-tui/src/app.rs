@@ -576,6 +576,7 @@ impl App {
             | ServerEvent::Summary { .. }
             | ServerEvent::Warning { .. } => Level::Warn,
             ServerEvent::Request { ok: false, .. } => Level::Warn,
+            ServerEvent::Requests { failed, .. } if *failed > 0 => Level::Warn,
             _ => Level::Info,
         };
         // The same words as the headless output; the pair request's second line carries the
@@ -674,7 +675,8 @@ impl App {
             | ServerEvent::Disconnected { .. }
             | ServerEvent::Revoked { .. }
             | ServerEvent::Renamed { .. }
-            | ServerEvent::Request { .. } => self.stale = true,
+            | ServerEvent::Request { .. }
+            | ServerEvent::Requests { .. } => self.stale = true,
             ServerEvent::PairingOpened {
                 mode, closes_in_s, ..
             } => {

@@ -298,6 +298,23 @@ pub fn describe(event: &ServerEvent) -> String {
             "request from {client_name}: {task} -> {} ({elapsed_us} µs)",
             if *ok { "ok" } else { "error" }
         ),
+        ServerEvent::Requests {
+            client_name,
+            count,
+            failed,
+            interval_ms,
+            ..
+        } => {
+            let failed = if *failed > 0 {
+                format!(", {failed} failed")
+            } else {
+                String::new()
+            };
+            format!(
+                "{count} requests from {client_name} in {:.1} s{failed}",
+                *interval_ms as f64 / 1000.0
+            )
+        }
         ServerEvent::Revoked {
             client_name,
             client_id,

@@ -30,6 +30,8 @@ pub struct DialOptions {
     pub max_frame: usize,
     /// Local address to connect from.
     pub local_ip: Option<IpAddr>,
+    /// Offer the compact encoding (`csc/2`) besides JSON (`csc/1`).
+    pub compact: bool,
 }
 
 /// Why a connection could not be opened, or a probe not answered.
@@ -146,7 +148,8 @@ impl Dialer {
         addr: SocketAddr,
         trust: ServerTrust,
     ) -> Result<(Conn, SessionInfo), DialError> {
-        let config = crate::tls::client_config(&self.identity, trust)?;
+        let config =
+            crate::tls::client_config_offering(&self.identity, trust, self.options.compact)?;
         let connector = tokio_rustls::TlsConnector::from(config);
         let handshake = connector.connect(crate::tls::server_name(), tcp);
         let tls = match tokio::time::timeout(self.options.step_timeout, handshake).await {
@@ -171,17 +174,19 @@ impl Dialer {
             }
             Ok(Ok(tls)) => tls,
         };
-        if tls.get_ref().1.alpn_protocol() != Some(crate::tls::ALPN) {
+        let Some(encoding) = crate::tls::encoding(tls.get_ref().1.alpn_protocol()) else {
             return Err(DialError::NotOurServer {
                 addr: addr.to_string(),
                 reason: "it does not speak our protocol (ALPN)".into(),
             });
-        }
+        };
         let info = crate::tls::client_session(&tls).ok_or_else(|| DialError::NotOurServer {
             addr: addr.to_string(),
             reason: "no usable server certificate".into(),
         })?;
-        Ok((Connection::new(tls, self.options.max_frame), info))
+        let mut conn = Connection::new(tls, self.options.max_frame);
+        conn.set_encoding(encoding);
+        Ok((conn, info))
     }
 
     /// Connect to `addr` and complete the TLS handshake under `trust`.

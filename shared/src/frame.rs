@@ -5,13 +5,17 @@
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio_util::codec::{
-    Decoder, Encoder, Framed, LengthDelimitedCodec, length_delimited::LengthDelimitedCodecError,
+    Decoder, Encoder, Framed, FramedParts, LengthDelimitedCodec,
+    length_delimited::LengthDelimitedCodecError,
 };
 
 /// Largest frame accepted unless configured otherwise: 1 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
+
+/// Queued bytes past which [`FramedStream::feed_with`] writes out before it queues more.
+pub const WRITE_BACKPRESSURE: usize = 64 * 1024;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +80,39 @@ pub struct FramedStream<S> {
     max: usize,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> FramedStream<S> {
+/// Append one frame to `dst`: a length, then the payload `fill` writes. `fill` returns `Err`
+/// to take back what it wrote; a payload over `max` bytes is taken back and refused. `dst`
+/// is as it was unless `Ok(Ok(()))` is returned.
+pub fn put_frame<E>(
+    dst: &mut BytesMut,
+    max: usize,
+    fill: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<Result<(), E>, FrameError> {
+    let max = max.min(u32::MAX as usize);
+    let start = dst.len();
+    dst.extend_from_slice(&[0; 4]);
+    if let Err(e) = fill(dst) {
+        dst.truncate(start);
+        return Ok(Err(e));
+    }
+    let len = dst.len() - start - 4;
+    if len > max {
+        dst.truncate(start);
+        return Err(FrameError::TooLarge {
+            declared: len as u64,
+            max,
+        });
+    }
+    // `len <= max <= u32::MAX`.
+    dst[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(Ok(()))
+}
+
+impl<S> FramedStream<S> {
     /// Wrap `stream`, refusing frames longer than `max` bytes.
     pub fn new(stream: S, max: usize) -> Self {
+        // The length field is a u32.
+        let max = max.min(u32::MAX as usize);
         let codec = LengthDelimitedCodec::builder()
             .big_endian()
             .length_field_type::<u32>()
@@ -101,6 +135,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedStream<S> {
         self.max
     }
 
+    /// Give back the underlying stream (buffered bytes are dropped).
+    pub fn into_inner(self) -> S {
+        self.inner.into_inner()
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite> FramedStream<S> {
+    /// Split into a framed read half, keeping what was already received, and the write
+    /// half. Anything queued and not flushed is returned too, to be written first.
+    pub fn split(self) -> (FramedStream<ReadHalf<S>>, WriteHalf<S>, BytesMut) {
+        let max = self.max;
+        let parts = self.inner.into_parts();
+        let (rd, wr) = tokio::io::split(parts.io);
+        let mut read = FramedParts::new::<Bytes>(rd, parts.codec);
+        read.read_buf = parts.read_buf;
+        (
+            FramedStream {
+                inner: Framed::from_parts(read),
+                max,
+            },
+            wr,
+            parts.write_buf,
+        )
+    }
+}
+
+impl<S: AsyncRead + Unpin> FramedStream<S> {
     /// Read one frame. `Ok(None)` means the peer closed cleanly between frames.
     ///
     /// Cancel-safe: a partly received frame stays buffered.
@@ -141,7 +207,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedStream<S> {
         }
         FrameError::Io(e)
     }
+}
 
+impl<S: AsyncWrite + Unpin> FramedStream<S> {
     /// Queue a frame without flushing; call [`FramedStream::flush`] after a batch.
     /// A payload over the limit is refused here and the stream stays usable.
     pub async fn feed(&mut self, payload: Bytes) -> Result<(), FrameError> {
@@ -157,6 +225,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedStream<S> {
             });
         }
         Ok(())
+    }
+
+    /// Queue a frame whose payload `fill` writes straight into the write buffer, with no
+    /// buffer of its own. `fill` returns `Err` to take back what it wrote. A payload over the
+    /// limit is taken back and refused, and the stream stays usable. A buffer already past
+    /// [`WRITE_BACKPRESSURE`] is written out first, so queuing never grows it without bound.
+    pub async fn feed_with<E>(
+        &mut self,
+        fill: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+    ) -> Result<Result<(), E>, FrameError> {
+        if self.inner.write_buffer().len() >= WRITE_BACKPRESSURE {
+            self.flush().await?;
+        }
+        let max = self.max;
+        put_frame(self.inner.write_buffer_mut(), max, fill)
     }
 
     /// Write out everything queued.
@@ -177,16 +260,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedStream<S> {
         SinkExt::<Bytes>::close(&mut self.inner)
             .await
             .map_err(FrameError::Io)
-    }
-
-    /// Give back the underlying stream (buffered bytes are dropped).
-    pub fn into_inner(self) -> S {
-        self.inner.into_inner()
-    }
-
-    /// The underlying stream.
-    pub fn get_ref(&self) -> &S {
-        self.inner.get_ref()
     }
 }
 

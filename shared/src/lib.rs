@@ -2,7 +2,8 @@
 //!
 //! Layout, bottom to top:
 //! - [`frame`]: u32 big-endian length + payload, with a size cap; knows nothing of messages.
-//! - [`message`]: the JSON messages (`type`-tagged) and [`connection`], which reads and writes them.
+//! - [`message`]: the messages (JSON objects with a `type`), [`compact`]: the binary layout of
+//!   the hot ones, and [`connection`], which reads both and writes what was negotiated.
 //! - [`identity`]: Ed25519 key + self-signed certificate per side; ids are SHA-256 of the SPKI.
 //! - [`tls`]: TLS 1.3 configs with our ALPN, pinning and the exporter that binds pairing to a session.
 //! - [`dialer`]: opening a TLS connection to a server, and the identity probe; used by both
@@ -22,6 +23,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod compact;
 pub mod connection;
 pub mod dialer;
 pub mod discovery;

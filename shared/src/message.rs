@@ -32,6 +32,29 @@ impl<'de> Deserialize<'de> for B64 {
     }
 }
 
+/// Bytes of a stream chunk: base64url text (unpadded) in JSON, the bytes themselves in the
+/// compact encoding ([`crate::compact`]), where they are a slice of the received frame.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Payload(pub bytes::Bytes);
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Payload({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        B64::deserialize(d).map(|b| Payload(b.0.into()))
+    }
+}
+
 /// Why a pairing attempt did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -462,7 +485,7 @@ pub enum Message {
         /// Which stream.
         stream: OutputStream,
         /// The bytes, exactly as written (binary-safe).
-        data: B64,
+        data: Payload,
     },
     /// The client consumed `bytes` more output: the server may send that many more.
     RunAck {
@@ -476,7 +499,7 @@ pub enum Message {
         /// The run.
         id: u64,
         /// The bytes.
-        data: B64,
+        data: Payload,
     },
     /// The program consumed `bytes` more stdin: the client may send that many more.
     RunInputAck {
@@ -635,7 +658,7 @@ mod tests {
         let m = Message::RunOutput {
             id: 3,
             stream: OutputStream::Stderr,
-            data: B64(b"oops\n".to_vec()),
+            data: Payload(bytes::Bytes::from_static(b"oops\n")),
         };
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(

@@ -14,10 +14,26 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use crate::connection::Encoding;
 use crate::identity::{Identity, PeerId};
 
-/// The ALPN protocol id of this protocol, version 1.
+/// The ALPN protocol id of this protocol, version 1: every message is JSON.
 pub const ALPN: &[u8] = b"csc/1";
+
+/// The ALPN protocol id of version 2: the same messages, the hot ones in the compact
+/// encoding ([`crate::compact`]). Both sides offer it first; a peer that knows only
+/// `csc/1` gets `csc/1`, and JSON.
+pub const ALPN_COMPACT: &[u8] = b"csc/2";
+
+/// What a negotiated ALPN id means for the messages a side writes; `None` when it is not
+/// ours (or none was negotiated).
+pub fn encoding(alpn: Option<&[u8]>) -> Option<Encoding> {
+    match alpn {
+        Some(ALPN_COMPACT) => Some(Encoding::Compact),
+        Some(ALPN) => Some(Encoding::Json),
+        _ => None,
+    }
+}
 
 /// Label of the TLS exporter (RFC 8446 §7.5) that binds pairing to one TLS session.
 pub const PAIRING_EXPORTER_LABEL: &[u8] = b"EXPORTER-csc-pairing-v1";
@@ -37,7 +53,8 @@ pub fn server_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, r
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(AnyClientKey { algs: algorithms() }))
         .with_single_cert(vec![identity.cert().clone()], identity.private_key())?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    // The server's order decides: the compact encoding whenever the client offers it.
+    config.alpn_protocols = vec![ALPN_COMPACT.to_vec(), ALPN.to_vec()];
     // Every connection is a full handshake that proves both keys.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
@@ -53,10 +70,21 @@ pub enum ServerTrust {
     Pinned(PeerId),
 }
 
-/// Client-side TLS configuration presenting `identity` and accepting servers per `trust`.
+/// Client-side TLS configuration presenting `identity` and accepting servers per `trust`,
+/// offering both encodings.
 pub fn client_config(
     identity: &Identity,
     trust: ServerTrust,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    client_config_offering(identity, trust, true)
+}
+
+/// [`client_config`], offering the compact encoding only when `compact` is set (without it,
+/// the client is what a `csc/1`-only client was).
+pub fn client_config_offering(
+    identity: &Identity,
+    trust: ServerTrust,
+    compact: bool,
 ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -66,7 +94,11 @@ pub fn client_config(
             algs: algorithms(),
         }))
         .with_client_auth_cert(vec![identity.cert().clone()], identity.private_key())?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = if compact {
+        vec![ALPN_COMPACT.to_vec(), ALPN.to_vec()]
+    } else {
+        vec![ALPN.to_vec()]
+    };
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use csc_shared::client::{Client, ClientError, ClientOptions, RunEvent};
 use csc_shared::connection::Connection;
 use csc_shared::identity::Identity;
-use csc_shared::message::{B64, Message, OutputStream, RunStatus};
+use csc_shared::message::{Message, OutputStream, Payload, RunStatus};
 use csc_shared::state::PairedServer;
 use csc_shared::tls;
 use tokio::net::TcpListener;
@@ -75,7 +75,7 @@ async fn serve(
             let m = Message::RunOutput {
                 id: *id,
                 stream: OutputStream::Stdout,
-                data: B64(vec![b'x'; 1024]),
+                data: Payload(vec![b'x'; 1024].into()),
             };
             if conn.send(&m).await.is_err() {
                 return;
@@ -116,7 +116,7 @@ async fn serve(
                     let m = Message::RunOutput {
                         id,
                         stream: OutputStream::Stderr,
-                        data: B64(vec![0; window as usize + 1]),
+                        data: Payload(vec![0; window as usize + 1].into()),
                     };
                     let _ = conn.send(&m).await;
                 }

@@ -49,6 +49,9 @@ pub struct ClientOptions {
     /// A session that has heard nothing at all from the server for this long (no reply, no
     /// pong) is lost: the server is gone, frozen or unreachable.
     pub dead_after: Duration,
+    /// Offer the compact encoding (ALPN `csc/2`); off, the client offers only `csc/1` and
+    /// writes every message as JSON, as clients before it did.
+    pub compact: bool,
 }
 
 impl ClientOptions {
@@ -70,6 +73,7 @@ impl ClientOptions {
             step_timeout: self.step_timeout,
             max_frame: self.max_frame,
             local_ip: self.local_ip,
+            compact: self.compact,
         }
     }
 
@@ -90,6 +94,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(60),
             keepalive: Duration::from_secs(3),
             dead_after: Duration::from_secs(8),
+            compact: true,
         }
     }
 }

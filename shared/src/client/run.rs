@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::ClientError;
-use crate::message::{B64, Message, OutputStream, RunStatus};
+use crate::message::{Message, OutputStream, Payload, RunStatus};
 
 /// Output credit a run grants by default (and the most this client holds per run).
 pub const DEFAULT_WINDOW: u64 = 256 * 1024;
@@ -42,8 +43,8 @@ pub enum RunEvent {
     Output {
         /// Which stream.
         stream: OutputStream,
-        /// The bytes.
-        data: Vec<u8>,
+        /// The bytes (a slice of the frame they came in).
+        data: Bytes,
     },
     /// The run ended.
     Exit {
@@ -66,7 +67,7 @@ pub enum RunEvent {
 #[derive(Debug)]
 pub(crate) enum RunCmd {
     Consumed { id: u64, bytes: u64 },
-    Input { id: u64, data: Vec<u8> },
+    Input { id: u64, data: Bytes },
     InputEnd { id: u64 },
     Cancel { id: u64 },
 }
@@ -170,7 +171,7 @@ impl RunInput {
             self.cmds
                 .send(RunCmd::Input {
                     id: self.id,
-                    data: data[at..at + n].to_vec(),
+                    data: Bytes::copy_from_slice(&data[at..at + n]),
                 })
                 .map_err(|_| ClientError::Closed("session ended".into()))?;
             at += n;
@@ -283,7 +284,7 @@ impl RunTable {
                 run.stdin_unacked += data.len() as u64;
                 Some(Message::RunInput {
                     id,
-                    data: B64(data),
+                    data: Payload(data),
                 })
             }
             RunCmd::InputEnd { id } => self

@@ -102,15 +102,16 @@ async fn open(
         },
         _ = shutdown.recv() => return None,
     };
-    if tls.get_ref().1.alpn_protocol() != Some(crate::tls::ALPN) {
+    let Some(encoding) = crate::tls::encoding(tls.get_ref().1.alpn_protocol()) else {
         tracing::debug!(%peer, "client did not negotiate our ALPN");
         return None;
-    }
+    };
     let Some(info) = crate::tls::server_session(&tls) else {
         tracing::debug!(%peer, "no usable client certificate");
         return None;
     };
     let mut conn = Connection::new(tls, shared.config.max_frame);
+    conn.set_encoding(encoding);
     let ctx = ConnCtx {
         shared: shared.clone(),
         peer,

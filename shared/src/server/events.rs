@@ -192,6 +192,22 @@ pub enum ServerEvent {
         /// Time it took, microseconds.
         elapsed_us: u64,
     },
+    /// Requests of one session not shown one by one: past a burst a second, a busy session's
+    /// requests are counted and reported once a second (and when the session ends).
+    Requests {
+        /// Session number.
+        session_id: u64,
+        /// Client name.
+        client_name: String,
+        /// Client id.
+        client_id: PeerId,
+        /// Requests answered in the interval.
+        count: u64,
+        /// Of which failed.
+        failed: u64,
+        /// Length of the interval, milliseconds.
+        interval_ms: u64,
+    },
     /// A run started (`run_started` went out): a program was spawned, or a task registered
     /// in Rust began.
     TaskStarted {

@@ -37,6 +37,89 @@ const RUN_QUEUE: usize = 64;
 /// Run messages written per flush at most, so other work is not starved.
 const RUN_BATCH: usize = 64;
 
+/// Messages read before the replies answered in place are flushed, at most, so a client that
+/// never stops sending cannot starve the rest of the session.
+const READ_BATCH: usize = 128;
+
+/// Requests of one session shown to the operator one by one per [`TALLY_WINDOW`]; the rest
+/// are counted and reported in one [`ServerEvent::Requests`].
+const REQUEST_BURST: u32 = 5;
+
+/// How often a busy session reports the requests it counted.
+const TALLY_WINDOW: Duration = Duration::from_secs(1);
+
+/// What the operator is told about one session's requests: each one while they are few, a
+/// count per [`TALLY_WINDOW`] while they are many. Building an event (and its strings) per
+/// request would cost more than answering an `echo`.
+#[derive(Debug)]
+struct Tally {
+    window_start: Instant,
+    shown: u32,
+    count: u64,
+    failed: u64,
+    /// The last window counted requests: stay in counting mode while the session is busy.
+    hot: bool,
+    /// The timer that reports the count is set.
+    armed: bool,
+}
+
+/// Whether one request is shown by itself or counted.
+#[derive(Debug, PartialEq, Eq)]
+enum Noted {
+    Show,
+    /// Counted; when set, the report timer must be set for this instant.
+    Counted(Option<Instant>),
+}
+
+impl Tally {
+    fn new(now: Instant) -> Self {
+        Self {
+            window_start: now,
+            shown: 0,
+            count: 0,
+            failed: 0,
+            hot: false,
+            armed: false,
+        }
+    }
+
+    fn note(&mut self, ok: bool, now: Instant) -> Noted {
+        if !self.armed && now.duration_since(self.window_start) >= TALLY_WINDOW {
+            self.window_start = now;
+            self.shown = 0;
+        }
+        if !self.hot && self.shown < REQUEST_BURST {
+            self.shown += 1;
+            return Noted::Show;
+        }
+        self.count += 1;
+        self.failed += u64::from(!ok);
+        if self.armed {
+            return Noted::Counted(None);
+        }
+        self.armed = true;
+        Noted::Counted(Some(self.window_start + TALLY_WINDOW))
+    }
+
+    /// The window ended: what it counted (`None` when nothing), and when to report next.
+    fn close_window(&mut self, now: Instant) -> (Option<(u64, u64, Duration)>, Option<Instant>) {
+        let counted = (self.count > 0).then(|| {
+            (
+                self.count,
+                self.failed,
+                now.duration_since(self.window_start),
+            )
+        });
+        self.hot = counted.is_some();
+        self.count = 0;
+        self.failed = 0;
+        self.window_start = now;
+        self.shown = 0;
+        self.armed = self.hot;
+        (counted, self.hot.then_some(now + TALLY_WINDOW))
+    }
+}
+
 /// A session's entry in the server's table, removed (and the count of connected clients
 /// lowered) on drop, however the session ends.
 struct Registration<'a> {
@@ -121,10 +204,13 @@ pub(super) async fn run(
         runs: SessionRuns::new(shared.config.max_runs),
         run_tx,
         run_rx,
+        tally: Tally::new(Instant::now()),
+        report_at: None,
     };
     let reason = live
         .serve(&mut conn, &mut notices, &mut revoked, &mut shutdown)
         .await;
+    live.report_tally(Instant::now());
     // Every run ends with the session; none may wait to queue a message meanwhile.
     let Live { runs, run_rx, .. } = live;
     drop(run_rx);
@@ -144,13 +230,41 @@ pub(super) async fn run(
     });
 }
 
-/// A finished request: its response, the task's name, whether it succeeded, when it started.
-type Done = (Message, String, bool, Instant);
+/// A finished request: its response, the task's name, when it started.
+type Done = (Message, String, Instant);
+
+/// The response to request `id`.
+fn response(id: u64, result: super::tasks::TaskResult) -> Message {
+    match result {
+        Ok(value) => Message::Response {
+            id,
+            ok: true,
+            result: value,
+            error: None,
+        },
+        Err(e) => Message::Response {
+            id,
+            ok: false,
+            result: serde_json::Value::Null,
+            error: Some(TaskErrorBody {
+                code: e.code,
+                message: e.message,
+            }),
+        },
+    }
+}
+
+/// When the writes of a batch starting now must be done.
+fn started_deadline(shared: &Shared) -> tokio::time::Instant {
+    tokio::time::Instant::now() + shared.config.write_timeout
+}
 
 /// What one message from the client asks for.
 enum Dispatch {
     /// Nothing more (answered, or nothing to answer).
     Continue,
+    /// A reply was queued and is not flushed yet.
+    Answered,
     /// Run a task.
     Run {
         id: u64,
@@ -172,6 +286,10 @@ struct Live<'a> {
     /// Where runs queue their messages; cloned into each run.
     run_tx: mpsc::Sender<Message>,
     run_rx: mpsc::Receiver<Message>,
+    /// What the operator is told about this session's requests.
+    tally: Tally,
+    /// Set when the tally's report is due; the serve loop's timer follows it.
+    report_at: Option<Instant>,
 }
 
 impl Live<'_> {
@@ -188,7 +306,15 @@ impl Live<'_> {
         let mut keepalive = tokio::time::interval(config.keepalive.min(config.idle_timeout));
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         keepalive.tick().await;
+        // Reports what the tally counted; set only while it counts.
+        let report = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(report);
+        let mut report_armed = false;
         loop {
+            if let Some(at) = self.report_at.take() {
+                report.as_mut().reset(at.into());
+                report_armed = true;
+            }
             tokio::select! {
                 // In this order: every request already received is read before the replies
                 // are written, so a pipelined batch is answered with one flush (one TLS
@@ -221,12 +347,36 @@ impl Live<'_> {
                         return why;
                     }
                 }
+                () = &mut report, if report_armed => {
+                    report_armed = false;
+                    self.report_tally(Instant::now());
+                }
                 read = conn.read::<Message>(), if inflight.len() < config.max_inflight => {
                     last_heard = Instant::now();
-                    match self.dispatch(conn, read).await {
-                        Dispatch::Continue => {}
-                        Dispatch::Run { id, task, args } => inflight.push(self.run_task(id, task, args)),
-                        Dispatch::End(why) => return why,
+                    // Take every message already here before flushing what was answered in
+                    // place, so a pipelined batch of built-ins leaves in one write.
+                    let (mut read, mut answered, mut n) = (read, false, 0);
+                    loop {
+                        match self.dispatch(conn, read).await {
+                            Dispatch::Continue => {}
+                            Dispatch::Answered => answered = true,
+                            Dispatch::Run { id, task, args } => inflight.push(self.run_task(id, task, args)),
+                            Dispatch::End(why) => return why,
+                        }
+                        n += 1;
+                        if n >= READ_BATCH || inflight.len() >= config.max_inflight {
+                            break;
+                        }
+                        match conn.read::<Message>().now_or_never() {
+                            Some(next) => read = next,
+                            None => break,
+                        }
+                    }
+                    if answered {
+                        let deadline = tokio::time::Instant::now() + config.write_timeout;
+                        if let Err(why) = written(tokio::time::timeout_at(deadline, conn.flush()).await) {
+                            return why;
+                        }
                     }
                 }
                 Some(done) = inflight.next(), if !inflight.is_empty() => {
@@ -357,13 +507,20 @@ impl Live<'_> {
                 }
             }
             Message::Request { id, task, args } => {
-                *shared
-                    .tasks_run
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(client_id)
-                    .or_default() += 1;
-                Dispatch::Run { id, task, args }
+                let started = Instant::now();
+                match shared
+                    .tasks
+                    .answer_now(&task, args, &|| self.task_context())
+                {
+                    Ok(result) => {
+                        let done = (response(id, result), task, started);
+                        match self.reply(conn, done, started_deadline(shared)).await {
+                            Ok(()) => Dispatch::Answered,
+                            Err(why) => Dispatch::End(why),
+                        }
+                    }
+                    Err(args) => Dispatch::Run { id, task, args },
+                }
             }
             Message::Run {
                 id,
@@ -466,55 +623,86 @@ impl Live<'_> {
         };
         async move {
             let started = Instant::now();
-            let result = fut.await;
-            let ok = result.is_ok();
-            let msg = match result {
-                Ok(value) => Message::Response {
-                    id,
-                    ok: true,
-                    result: value,
-                    error: None,
-                },
-                Err(e) => Message::Response {
-                    id,
-                    ok: false,
-                    result: serde_json::Value::Null,
-                    error: Some(TaskErrorBody {
-                        code: e.code,
-                        message: e.message,
-                    }),
-                },
-            };
-            (msg, task, ok, started)
+            (response(id, fut.await), task, started)
         }
     }
 
     /// Write `first` and every other response that is ready, then flush once. A client that
     /// stops reading fills its buffers; it is disconnected rather than allowed to pin memory.
     async fn answer<F: Future<Output = Done>>(
-        &self,
+        &mut self,
         conn: &mut Conn,
         first: Done,
         inflight: &mut FuturesUnordered<F>,
     ) -> Result<(), DisconnectReason> {
-        let shared = &self.ctx.shared;
-        let mut batch = vec![first];
+        let deadline = started_deadline(&self.ctx.shared);
+        self.reply(conn, first, deadline).await?;
         while let Some(Some(more)) = inflight.next().now_or_never() {
-            batch.push(more);
-        }
-        let deadline = tokio::time::Instant::now() + shared.config.write_timeout;
-        for (msg, task, ok, started) in batch {
-            shared.emit(ServerEvent::Request {
-                session_id: self.session_id,
-                client_name: self.name.to_string(),
-                client_id: self.ctx.info.peer_id,
-                task,
-                ok,
-                elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            });
-            written(tokio::time::timeout_at(deadline, write_response(conn, msg)).await)?;
+            self.reply(conn, more, deadline).await?;
         }
         written(tokio::time::timeout_at(deadline, conn.flush()).await)
+    }
+
+    /// Queue the response of a finished request (not flushed), and tell the operator.
+    async fn reply(
+        &mut self,
+        conn: &mut Conn,
+        (msg, task, started): Done,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), DisconnectReason> {
+        let ok = matches!(msg, Message::Response { ok: true, .. });
+        let now = Instant::now();
+        match self.tally.note(ok, now) {
+            Noted::Show => {
+                let shared = &self.ctx.shared;
+                self.count_tasks(1);
+                shared.emit(ServerEvent::Request {
+                    session_id: self.session_id,
+                    client_name: self.name.to_string(),
+                    client_id: self.ctx.info.peer_id,
+                    task,
+                    ok,
+                    elapsed_us: u64::try_from(now.duration_since(started).as_micros())
+                        .unwrap_or(u64::MAX),
+                });
+            }
+            Noted::Counted(arm) => {
+                if arm.is_some() {
+                    self.report_at = arm;
+                }
+            }
+        }
+        written(tokio::time::timeout_at(deadline, write_response(conn, msg)).await)
+    }
+
+    /// Add `n` to the tasks this client ran (the clients table shows it).
+    fn count_tasks(&self, n: u64) {
+        *self
+            .ctx
+            .shared
+            .tasks_run
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(self.ctx.info.peer_id)
+            .or_default() += n;
+    }
+
+    /// Report what the tally counted, and set its next report while the session is busy.
+    fn report_tally(&mut self, now: Instant) {
+        let (counted, next) = self.tally.close_window(now);
+        self.report_at = next;
+        let Some((count, failed, interval)) = counted else {
+            return;
+        };
+        self.count_tasks(count);
+        self.ctx.shared.emit(ServerEvent::Requests {
+            session_id: self.session_id,
+            client_name: self.name.to_string(),
+            client_id: self.ctx.info.peer_id,
+            count,
+            failed,
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+        });
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 pub(crate) use credit::{Credit, StdinPipe};
 pub use table::RunView;
 
-use crate::message::{B64, Message, OutputStream, StopReason};
+use crate::message::{Message, OutputStream, Payload, StopReason};
 
 /// Largest `run_output` or `run_input` chunk, bytes.
 pub const MAX_CHUNK: usize = 16 * 1024;
@@ -230,7 +230,7 @@ impl RunIo {
             let msg = Message::RunOutput {
                 id: self.id,
                 stream,
-                data: B64(data),
+                data: Payload(data.into()),
             };
             if self.out.send(msg).await.is_err() {
                 self.link.stop.request(StopReason::Disconnected);

@@ -141,10 +141,15 @@ pub(crate) enum Registered {
     Streaming(Arc<dyn StreamingTask>),
 }
 
+/// A built-in's body: the arguments, and the caller's context on demand.
+type Inline = fn(Vec<String>, &dyn Fn() -> TaskContext) -> TaskResult;
+
 #[derive(Clone)]
 struct Entry {
     task: Registered,
     about: TaskAbout,
+    /// Set for the built-ins, which answer in place ([`Tasks::answer_now`]).
+    inline: Option<Inline>,
 }
 
 /// Tasks registered in Rust, by name.
@@ -176,33 +181,72 @@ impl Tasks {
     /// `ping`, `echo`, `time` and `info`.
     pub fn with_builtins() -> Self {
         let mut t = Self::empty();
-        t.register("ping", |_ctx, _args| async { Ok(json!("pong")) });
-        t.register("echo", |_ctx, args: Vec<String>| async move {
-            Ok(Value::String(args.join(" ")))
-        });
-        t.register("time", |_ctx, _args| async {
+        t.builtin("ping", "Answers pong", |_args, _ctx| Ok(json!("pong")));
+        t.builtin(
+            "echo",
+            "Sends its arguments back, joined with spaces",
+            |mut args, _ctx| {
+                // One argument is sent back as it is, without a copy.
+                Ok(Value::String(if args.len() == 1 {
+                    args.pop().unwrap_or_default()
+                } else {
+                    args.join(" ")
+                }))
+            },
+        );
+        t.builtin("time", "The server's clock", |_args, _ctx| {
             let now = std::time::SystemTime::now();
             Ok(json!({
                 "unix_ms": crate::unix_now_ms(),
                 "rfc3339": humantime::format_rfc3339_millis(now).to_string(),
             }))
         });
-        t.register("info", |ctx: TaskContext, _args| async move {
-            Ok(json!({
-                "name": ctx.server_name,
-                "server_id": ctx.server_id.to_hex(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "protocol": crate::PROTOCOL_VERSION,
-                "uptime_s": ctx.uptime.as_secs(),
-                "connected_clients": ctx.connected_clients,
-                "paired_clients": ctx.paired_clients,
-            }))
-        });
-        t.describe("ping", "Answers pong");
-        t.describe("echo", "Sends its arguments back, joined with spaces");
-        t.describe("time", "The server's clock");
-        t.describe("info", "The server's name, id, version and counts");
+        t.builtin(
+            "info",
+            "The server's name, id, version and counts",
+            |_args, ctx| {
+                let ctx = ctx();
+                Ok(json!({
+                    "name": ctx.server_name,
+                    "server_id": ctx.server_id.to_hex(),
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "protocol": crate::PROTOCOL_VERSION,
+                    "uptime_s": ctx.uptime.as_secs(),
+                    "connected_clients": ctx.connected_clients,
+                    "paired_clients": ctx.paired_clients,
+                }))
+            },
+        );
         t
+    }
+
+    /// A built-in: a value task that answers at once. A session answers a `request` for it
+    /// in place, with no future, no task and no context built unless the task asks for it.
+    fn builtin(&mut self, name: &str, description: &str, f: Inline) {
+        let task =
+            move |ctx: TaskContext, args: Vec<String>| std::future::ready(f(args, &|| ctx.clone()));
+        self.map.insert(
+            name.to_string(),
+            Entry {
+                task: Registered::Value(Arc::new(task)),
+                about: TaskAbout::new(description),
+                inline: Some(f),
+            },
+        );
+    }
+
+    /// Answer a built-in `name` in place; its arguments come back when `name` is anything
+    /// else (the caller then goes the usual way). `ctx` is called only by tasks that need it.
+    pub(crate) fn answer_now(
+        &self,
+        name: &str,
+        args: Vec<String>,
+        ctx: &dyn Fn() -> TaskContext,
+    ) -> Result<TaskResult, Vec<String>> {
+        match self.map.get(name).and_then(|e| e.inline) {
+            Some(f) => Ok(f(args, ctx)),
+            None => Err(args),
+        }
     }
 
     /// Add or replace the value task called `name`.
@@ -212,6 +256,7 @@ impl Tasks {
             Entry {
                 task: Registered::Value(Arc::new(task)),
                 about: TaskAbout::default(),
+                inline: None,
             },
         );
         self
@@ -229,6 +274,7 @@ impl Tasks {
             Entry {
                 task: Registered::Streaming(Arc::new(task)),
                 about,
+                inline: None,
             },
         );
         self
@@ -339,6 +385,21 @@ mod tests {
                 .unwrap()
                 > 0
         );
+        // In place, the same answers; anything else gives its arguments back.
+        assert_eq!(
+            t.answer_now("echo", vec!["x y".into()], &ctx)
+                .unwrap()
+                .unwrap(),
+            json!("x y")
+        );
+        assert_eq!(
+            t.answer_now("info", vec![], &ctx).unwrap().unwrap()["paired_clients"],
+            5
+        );
+        assert_eq!(
+            t.answer_now("nope", vec!["a".into()], &ctx).unwrap_err(),
+            vec!["a"]
+        );
         let err = t.call("nope", ctx(), vec![]).await.unwrap_err();
         assert_eq!(err.code, "unknown_task");
         assert!(err.message.contains("ping"));
@@ -370,5 +431,10 @@ mod tests {
             "bad_args"
         );
         assert_eq!(t.names(), vec!["add"]);
+        // A registered task replaces a built-in of the same name, in place too.
+        let mut t = Tasks::with_builtins();
+        t.register("echo", |_ctx, _args| async { Ok(json!("mine")) });
+        assert!(t.answer_now("echo", vec![], &ctx).is_err());
+        assert_eq!(t.call("echo", ctx(), vec![]).await.unwrap(), json!("mine"));
     }
 }
