@@ -11,6 +11,7 @@ mod reconnect;
 pub mod run;
 mod session;
 pub mod target;
+mod writer;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

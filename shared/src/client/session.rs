@@ -1,25 +1,26 @@
 //! An authenticated session: pipelined requests matched by id, server notices, and the
 //! session's own liveness.
 //!
-//! A driver task owns the connection; callers talk to it through channels, so a session can
-//! be shared by reference (or by [`SessionHandle`]) and used from several tasks at once.
+//! A driver task owns the read half of the connection. A request goes from the caller
+//! straight to the socket ([`super::writer`]); its answer comes back from the driver through
+//! a oneshot. Runs, task lists and unpairing go through the driver. So a session can be
+//! shared by reference (or by [`SessionHandle`]) and used from several tasks at once.
 //! Silence is not health: when nothing has come from the server for
 //! [`SessionOptions::keepalive`] the driver sends a `ping`, and when nothing at all has come
 //! for [`SessionOptions::dead_after`] the session ends as lost. Every write has the same
-//! limit, so a server that stopped reading cannot hold the driver either.
+//! limit, so a server that stopped reading cannot hold a caller or the driver either.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::run::{NewRun, RunHandle, RunTable};
+use super::writer::{Outlet, write_failed};
 use super::{Client, ClientError};
-use crate::connection::ConnectionError;
 use crate::dialer::Conn;
-use crate::frame::FrameError;
 use crate::message::{ErrorCode, Message, RepairReason, TaskInfo};
 use crate::state::PairedServer;
 use crate::tls::ServerTrust;
@@ -59,11 +60,6 @@ pub enum SessionEvent {
 }
 
 enum Outgoing {
-    Request {
-        task: String,
-        args: Vec<String>,
-        reply: oneshot::Sender<Result<Value, ClientError>>,
-    },
     Unpair {
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
@@ -88,6 +84,7 @@ pub struct Session {
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     tx: mpsc::Sender<Outgoing>,
+    outlet: Arc<Outlet>,
     request_timeout: Duration,
 }
 
@@ -97,14 +94,8 @@ impl SessionHandle {
     /// before the answer fails, and is never sent again.
     pub async fn request(&self, task: &str, args: Vec<String>) -> Result<Value, ClientError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Outgoing::Request {
-                task: task.to_string(),
-                args,
-                reply,
-            })
-            .await
-            .map_err(|_| ClientError::Closed("session ended".into()))?;
+        self.outlet.queue_request(task, args, reply)?;
+        self.outlet.write_soon().await;
         // A server that takes the request and never answers must not hold the caller. The
         // request stays pending in the driver, so a late reply is matched and dropped.
         match tokio::time::timeout(self.request_timeout, rx).await {
@@ -158,6 +149,11 @@ impl SessionHandle {
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// The encoding this session writes (what the handshake negotiated).
+    pub fn encoding(&self) -> crate::connection::Encoding {
+        self.outlet.encoding()
     }
 }
 
@@ -243,10 +239,21 @@ impl Session {
         let (tx, rx) = mpsc::channel(256);
         // Bounded: a server that floods notices loses notices, not our memory.
         let (ev_tx, events) = mpsc::channel(NOTICE_QUEUE);
-        let driver = tokio::spawn(drive(conn, rx, ev_tx, options));
+        let encoding = conn.encoding();
+        let max_frame = conn.max_frame();
+        let (reader, write_half, queued) = conn.split();
+        let outlet = Arc::new(Outlet::new(
+            write_half,
+            queued,
+            encoding,
+            max_frame,
+            options.dead_after,
+        ));
+        let driver = tokio::spawn(drive(reader, outlet.clone(), rx, ev_tx, options));
         Self {
             handle: SessionHandle {
                 tx,
+                outlet,
                 request_timeout: options.request_timeout,
             },
             events,
@@ -318,30 +325,37 @@ impl Session {
     }
 }
 
-fn closed_error(reason: &str, repair: Option<RepairReason>) -> ClientError {
+pub(crate) fn closed_error(reason: &str, repair: Option<RepairReason>) -> ClientError {
     match repair {
         Some(reason) => ClientError::RepairRequired { reason },
         None => ClientError::Closed(reason.to_string()),
     }
 }
 
-/// Why [`drive`] stopped writing: the write did not complete in time, or failed.
-fn write_failed(timed_out: bool) -> String {
-    if timed_out {
-        "the server stopped reading (a write did not complete)".into()
-    } else {
-        "write failed".into()
+/// The read half of a session's connection.
+type Reader = crate::connection::Connection<
+    tokio::io::ReadHalf<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+>;
+
+/// Queue `msg` and write it; `Err` (the session's end) when it could not go.
+async fn send(outlet: &Outlet, msg: &Message) -> Result<(), String> {
+    if outlet.queue(msg).is_err() {
+        return Err(write_failed(false));
+    }
+    outlet.write_out().await;
+    match &outlet.state().ended {
+        Some((reason, _)) => Err(reason.clone()),
+        None => Ok(()),
     }
 }
 
 async fn drive(
-    mut conn: Conn,
+    mut conn: Reader,
+    outlet: Arc<Outlet>,
     mut rx: mpsc::Receiver<Outgoing>,
     events: mpsc::Sender<SessionEvent>,
     options: SessionOptions,
 ) {
-    let mut next_id: u64 = 0;
-    let mut pending: HashMap<u64, oneshot::Sender<Result<Value, ClientError>>> = HashMap::new();
     let mut unpair: Option<oneshot::Sender<Result<(), ClientError>>> = None;
     let mut outgoing_open = true;
     let mut runs = RunTable::default();
@@ -354,9 +368,17 @@ async fn drive(
     let mut last_ping: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval((options.keepalive / 4).max(Duration::from_millis(25)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let write_limit = options.dead_after;
+    let idle =
+        |runs: &RunTable, outlet: &Outlet| runs.is_empty() && outlet.state().pending.is_empty();
     let (reason, repair): (String, Option<RepairReason>) = loop {
         tokio::select! {
+            () = outlet.wake.notified() => {
+                // A writer failed, or left a write unfinished.
+                if let Some(ended) = outlet.state().ended.clone() {
+                    break ended;
+                }
+                outlet.write_out().await;
+            }
             _ = tick.tick() => {
                 let quiet = last_heard.elapsed();
                 if quiet >= options.dead_after {
@@ -366,10 +388,8 @@ async fn drive(
                     && last_ping.is_none_or(|t| t.elapsed() >= options.keepalive);
                 if ping_due {
                     last_ping = Some(tokio::time::Instant::now());
-                    match tokio::time::timeout(write_limit, conn.send(&Message::Ping {})).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break (write_failed(false), None),
-                        Err(_) => break (write_failed(true), None),
+                    if let Err(why) = send(&outlet, &Message::Ping {}).await {
+                        break (why, None);
                     }
                 }
             }
@@ -377,72 +397,44 @@ async fn drive(
                 None => {
                     // Every handle is gone: finish what is in flight, then close.
                     outgoing_open = false;
-                    if pending.is_empty() && runs.is_empty() {
+                    if idle(&runs, &outlet) {
                         break ("closed by client".into(), None);
                     }
                 }
-                Some(Outgoing::Request { task, args, reply }) => {
-                    next_id += 1;
-                    let sent = match tokio::time::timeout(write_limit, conn.feed(&Message::Request { id: next_id, task, args })).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            let _ = reply.send(Err(ClientError::Closed(write_failed(true))));
-                            break (write_failed(true), None);
-                        }
-                    };
-                    if let Err(e) = sent {
-                        // Refused locally (too large): only this request fails.
-                        let fatal = !matches!(e, ConnectionError::Frame(FrameError::TooLarge { .. }));
-                        let _ = reply.send(Err(e.into()));
-                        if fatal {
-                            break ("write failed".into(), None);
-                        }
-                        continue;
-                    }
-                    pending.insert(next_id, reply);
-                    // Batch everything already queued into one flush.
-                    if rx.is_empty() {
-                        match tokio::time::timeout(write_limit, conn.flush()).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => break (write_failed(false), None),
-                            Err(_) => break (write_failed(true), None),
-                        }
-                    }
-                }
                 Some(Outgoing::Run(new)) => {
-                    next_id += 1;
-                    if let Some(m) = runs.start(next_id, new, run_tx.clone()) {
-                        match tokio::time::timeout(write_limit, conn.send(&m)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => break (write_failed(false), None),
-                            Err(_) => break (write_failed(true), None),
-                        }
+                    let id = {
+                        let mut st = outlet.state();
+                        st.next_id += 1;
+                        st.next_id
+                    };
+                    if let Some(m) = runs.start(id, new, run_tx.clone())
+                        && let Err(why) = send(&outlet, &m).await
+                    {
+                        break (why, None);
                     }
                 }
                 Some(Outgoing::ListTasks { reply }) => {
-                    match tokio::time::timeout(write_limit, conn.send(&Message::ListTasks {})).await {
-                        Ok(Ok(())) => task_lists.push_back(reply),
-                        Ok(Err(_)) => break (write_failed(false), None),
-                        Err(_) => break (write_failed(true), None),
+                    if let Err(why) = send(&outlet, &Message::ListTasks {}).await {
+                        let _ = reply.send(Err(ClientError::Closed(why.clone())));
+                        break (why, None);
                     }
+                    task_lists.push_back(reply);
                 }
                 Some(Outgoing::Unpair { reply }) => {
-                    if !matches!(tokio::time::timeout(write_limit, conn.send(&Message::Unpair {})).await, Ok(Ok(()))) {
-                        let _ = reply.send(Err(ClientError::Closed("write failed".into())));
-                        break ("write failed".into(), None);
+                    if let Err(why) = send(&outlet, &Message::Unpair {}).await {
+                        let _ = reply.send(Err(ClientError::Closed(why.clone())));
+                        break (why, None);
                     }
                     unpair = Some(reply);
                 }
             },
             Some(cmd) = run_rx.recv() => {
-                if let Some(m) = runs.command(cmd) {
-                    match tokio::time::timeout(write_limit, conn.send(&m)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break (write_failed(false), None),
-                        Err(_) => break (write_failed(true), None),
-                    }
+                if let Some(m) = runs.command(cmd)
+                    && let Err(why) = send(&outlet, &m).await
+                {
+                    break (why, None);
                 }
-                if !outgoing_open && pending.is_empty() && runs.is_empty() {
+                if !outgoing_open && idle(&runs, &outlet) {
                     break ("closed by client".into(), None);
                 }
             }
@@ -453,7 +445,7 @@ async fn drive(
                     if let Err(e) = runs.on_message(m) {
                         break (e, None);
                     }
-                    if !outgoing_open && pending.is_empty() && runs.is_empty() {
+                    if !outgoing_open && idle(&runs, &outlet) {
                         break ("closed by client".into(), None);
                     }
                 }
@@ -466,7 +458,7 @@ async fn drive(
                 Ok(Some(Message::Response { id, ok, result, error })) => {
                     // Every id we send stays pending until answered, so any other id is a
                     // server out of step with us: end the session rather than wait on it.
-                    let Some(reply) = pending.remove(&id) else {
+                    let Some(reply) = outlet.state().pending.remove(&id) else {
                         break (format!("protocol error: response to request {id}, which was never sent or is already answered"), None);
                     };
                     let r = if ok {
@@ -479,15 +471,13 @@ async fn drive(
                         Err(ClientError::Task { code: e.code, message: e.message })
                     };
                     let _ = reply.send(r);
-                    if !outgoing_open && pending.is_empty() && runs.is_empty() {
+                    if !outgoing_open && idle(&runs, &outlet) {
                         break ("closed by client".into(), None);
                     }
                 }
                 Ok(Some(Message::Ping {})) => {
-                    match tokio::time::timeout(write_limit, conn.send(&Message::Pong {})).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break (write_failed(false), None),
-                        Err(_) => break (write_failed(true), None),
+                    if let Err(why) = send(&outlet, &Message::Pong {}).await {
+                        break (why, None);
                     }
                 }
                 Ok(Some(Message::Pong {})) => {}
@@ -516,17 +506,25 @@ async fn drive(
             }},
         }
     };
+    // From here on a new request fails at once, and every one waiting gets this reason.
+    let pending = {
+        let mut st = outlet.state();
+        if st.ended.is_none() {
+            st.ended = Some((reason.clone(), repair));
+        }
+        std::mem::take(&mut st.pending)
+    };
     runs.end_all(&reason);
     for reply in task_lists.drain(..) {
         let _ = reply.send(Err(closed_error(&reason, repair)));
     }
-    for (_, reply) in pending.drain() {
+    for (_, reply) in pending {
         let _ = reply.send(Err(closed_error(&reason, repair)));
     }
     if let Some(reply) = unpair.take() {
         let _ = reply.send(Err(closed_error(&reason, repair)));
     }
     // A server that stopped reading must not hold the close either.
-    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
+    outlet.close(Duration::from_secs(1)).await;
     let _ = events.send(SessionEvent::Closed { reason, repair }).await;
 }
