@@ -1,17 +1,20 @@
 //! Property-based tests of everything that parses peer or file input: the frame decoder,
-//! every message type, the UDP probe and announce, and the state-file loaders. Random bytes,
+//! every message type in both encodings, the UDP probe and announce, and the state-file loaders. Random bytes,
 //! truncations, huge lengths, deep or odd JSON and wrong field types must give an error or a
 //! clean close: never a panic, a hang, or an allocation beyond the frame limit.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use bytes::{BufMut, Bytes, BytesMut};
+use csc_shared::compact;
+use csc_shared::connection::{Encoding, Wire};
 use csc_shared::discovery::wire::{
     PROBE_LEN, encode_announce, encode_probe, parse_announce, parse_probe,
 };
 use csc_shared::frame::{FrameError, FramedStream};
 use csc_shared::identity::PeerId;
-use csc_shared::message::Message;
+use csc_shared::message::{Message, OutputStream, Payload, TaskErrorBody};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -146,6 +149,83 @@ proptest! {
     }
 
     #[test]
+    fn every_hot_message_round_trips_in_both_encodings(m in hot_message()) {
+        for encoding in [Encoding::Compact, Encoding::Json] {
+            let mut buf = BytesMut::new();
+            m.encode(&mut buf, encoding).unwrap();
+            prop_assert_eq!(compact::is_compact(&buf), encoding == Encoding::Compact);
+            prop_assert_eq!(&Message::decode(buf).unwrap(), &m);
+        }
+    }
+
+    #[test]
+    fn compact_frames_never_panic_on_random_bytes(
+        tag in 0u8..=0x20,
+        body in proptest::collection::vec(any::<u8>(), 0..2000),
+    ) {
+        let mut frame = vec![tag];
+        frame.extend_from_slice(&body);
+        if let Ok(m) = Message::decode(BytesMut::from(&frame[..])) {
+            // What was accepted is a message like any other: it encodes and decodes the same.
+            let mut again = BytesMut::new();
+            m.encode(&mut again, Encoding::Compact).unwrap();
+            prop_assert_eq!(Message::decode(again).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn truncated_and_mutated_compact_frames_are_errors_or_messages(
+        m in hot_message(),
+        cut in any::<prop::sample::Index>(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+    ) {
+        let mut buf = BytesMut::new();
+        m.encode(&mut buf, Encoding::Compact).unwrap();
+        let at = cut.index(buf.len());
+        let mut bytes = buf[..at].to_vec();
+        for (i, b) in &flips {
+            if !bytes.is_empty() {
+                let i = i.index(bytes.len());
+                bytes[i] = *b;
+            }
+        }
+        let _ = Message::decode(BytesMut::from(&bytes[..]));
+        // A cut inside the fixed fields of a request or an acknowledgement is always an error.
+        if matches!(m, Message::RunAck { .. } | Message::RunInputAck { .. }) && at < buf.len() && flips.is_empty() {
+            prop_assert!(Message::decode(BytesMut::from(&buf[..at])).is_err());
+        }
+    }
+
+    #[test]
+    fn huge_declared_compact_lengths_are_refused_without_allocating_them(
+        argc in 1u32..=u32::MAX,
+        arg_len in 1u32..=u32::MAX,
+        task_len in 1u16..=u16::MAX,
+    ) {
+        // Each declared length is larger than the frame that carries it.
+        let mut b = BytesMut::new();
+        b.put_u8(compact::TAG_REQUEST);
+        b.put_u64(1);
+        b.put_u16(0);
+        b.put_u32(argc);
+        prop_assert!(Message::decode(b).is_err() || argc == 0);
+        let mut b = BytesMut::new();
+        b.put_u8(compact::TAG_REQUEST);
+        b.put_u64(1);
+        b.put_u16(0);
+        b.put_u32(1);
+        b.put_u32(arg_len);
+        prop_assert!(Message::decode(b).is_err());
+        let mut b = BytesMut::new();
+        b.put_u8(compact::TAG_REQUEST);
+        b.put_u64(1);
+        b.put_u16(task_len);
+        prop_assert!(Message::decode(b).is_err());
+        let largest = LARGEST.load(Ordering::Relaxed);
+        prop_assert!(largest < 64 << 20, "an allocation of {largest} bytes");
+    }
+
+    #[test]
     fn udp_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
         let _ = parse_probe(&bytes);
         let _ = parse_announce(&bytes);
@@ -237,6 +317,46 @@ const FIELD_NAMES: &[&str] = &[
     "message",
 ];
 
+/// Any message the compact encoding carries, with any values.
+fn hot_message() -> impl Strategy<Value = Message> {
+    let text = || ".{0,40}";
+    let bytes =
+        || proptest::collection::vec(any::<u8>(), 0..3000).prop_map(|v| Payload(Bytes::from(v)));
+    prop_oneof![
+        (
+            any::<u64>(),
+            text(),
+            proptest::collection::vec(text(), 0..6)
+        )
+            .prop_map(|(id, task, args)| Message::Request { id, task, args }),
+        (any::<u64>(), json_value()).prop_map(|(id, result)| Message::Response {
+            id,
+            ok: true,
+            result,
+            error: None,
+        }),
+        (any::<u64>(), text(), text()).prop_map(|(id, code, message)| Message::Response {
+            id,
+            ok: false,
+            result: Value::Null,
+            error: Some(TaskErrorBody { code, message }),
+        }),
+        (text(), any::<u64>()).prop_map(|(text, at_ms)| Message::Notice { text, at_ms }),
+        (any::<u64>(), any::<bool>(), bytes()).prop_map(|(id, err, data)| Message::RunOutput {
+            id,
+            stream: if err {
+                OutputStream::Stderr
+            } else {
+                OutputStream::Stdout
+            },
+            data,
+        }),
+        (any::<u64>(), bytes()).prop_map(|(id, data)| Message::RunInput { id, data }),
+        (any::<u64>(), any::<u64>()).prop_map(|(id, bytes)| Message::RunAck { id, bytes }),
+        (any::<u64>(), any::<u64>()).prop_map(|(id, bytes)| Message::RunInputAck { id, bytes }),
+    ]
+}
+
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -256,6 +376,26 @@ fn json_value() -> impl Strategy<Value = Value> {
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+#[test]
+fn messages_without_a_compact_form_go_as_json_in_a_compact_session() {
+    for m in [
+        Message::Ping {},
+        Message::Auth { token: "t".into() },
+        Message::RunCancel { id: 3 },
+        Message::Response {
+            id: 1,
+            ok: false,
+            result: Value::Null,
+            error: None,
+        },
+    ] {
+        let mut buf = BytesMut::new();
+        m.encode(&mut buf, Encoding::Compact).unwrap();
+        assert_eq!(buf[0], b'{', "{} goes as JSON", m.kind());
+        assert_eq!(Message::decode(buf).unwrap(), m);
+    }
 }
 
 #[test]

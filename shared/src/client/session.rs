@@ -249,6 +249,7 @@ impl Session {
             max_frame,
             options.dead_after,
         ));
+        tokio::spawn(outlet.clone().run_flusher());
         let driver = tokio::spawn(drive(reader, outlet.clone(), rx, ev_tx, options));
         Self {
             handle: SessionHandle {
@@ -337,12 +338,12 @@ type Reader = crate::connection::Connection<
     tokio::io::ReadHalf<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
 >;
 
-/// Queue `msg` and write it; `Err` (the session's end) when it could not go.
-async fn send(outlet: &Outlet, msg: &Message) -> Result<(), String> {
+/// Queue `msg` for the flusher; `Err` (the session's end) when it cannot go. A write that
+/// fails later ends the session through [`Outlet::fail`].
+fn send(outlet: &Outlet, msg: &Message) -> Result<(), String> {
     if outlet.queue(msg).is_err() {
         return Err(write_failed(false));
     }
-    outlet.write_out().await;
     match &outlet.state().ended {
         Some((reason, _)) => Err(reason.clone()),
         None => Ok(()),
@@ -373,11 +374,10 @@ async fn drive(
     let (reason, repair): (String, Option<RepairReason>) = loop {
         tokio::select! {
             () = outlet.wake.notified() => {
-                // A writer failed, or left a write unfinished.
+                // A write failed.
                 if let Some(ended) = outlet.state().ended.clone() {
                     break ended;
                 }
-                outlet.write_out().await;
             }
             _ = tick.tick() => {
                 let quiet = last_heard.elapsed();
@@ -388,7 +388,7 @@ async fn drive(
                     && last_ping.is_none_or(|t| t.elapsed() >= options.keepalive);
                 if ping_due {
                     last_ping = Some(tokio::time::Instant::now());
-                    if let Err(why) = send(&outlet, &Message::Ping {}).await {
+                    if let Err(why) = send(&outlet, &Message::Ping {}) {
                         break (why, None);
                     }
                 }
@@ -408,20 +408,20 @@ async fn drive(
                         st.next_id
                     };
                     if let Some(m) = runs.start(id, new, run_tx.clone())
-                        && let Err(why) = send(&outlet, &m).await
+                        && let Err(why) = send(&outlet, &m)
                     {
                         break (why, None);
                     }
                 }
                 Some(Outgoing::ListTasks { reply }) => {
-                    if let Err(why) = send(&outlet, &Message::ListTasks {}).await {
+                    if let Err(why) = send(&outlet, &Message::ListTasks {}) {
                         let _ = reply.send(Err(ClientError::Closed(why.clone())));
                         break (why, None);
                     }
                     task_lists.push_back(reply);
                 }
                 Some(Outgoing::Unpair { reply }) => {
-                    if let Err(why) = send(&outlet, &Message::Unpair {}).await {
+                    if let Err(why) = send(&outlet, &Message::Unpair {}) {
                         let _ = reply.send(Err(ClientError::Closed(why.clone())));
                         break (why, None);
                     }
@@ -430,7 +430,7 @@ async fn drive(
             },
             Some(cmd) = run_rx.recv() => {
                 if let Some(m) = runs.command(cmd)
-                    && let Err(why) = send(&outlet, &m).await
+                    && let Err(why) = send(&outlet, &m)
                 {
                     break (why, None);
                 }
@@ -476,7 +476,7 @@ async fn drive(
                     }
                 }
                 Ok(Some(Message::Ping {})) => {
-                    if let Err(why) = send(&outlet, &Message::Pong {}).await {
+                    if let Err(why) = send(&outlet, &Message::Pong {}) {
                         break (why, None);
                     }
                 }
@@ -507,13 +507,8 @@ async fn drive(
         }
     };
     // From here on a new request fails at once, and every one waiting gets this reason.
-    let pending = {
-        let mut st = outlet.state();
-        if st.ended.is_none() {
-            st.ended = Some((reason.clone(), repair));
-        }
-        std::mem::take(&mut st.pending)
-    };
+    outlet.end(reason.clone(), repair);
+    let pending = std::mem::take(&mut outlet.state().pending);
     runs.end_all(&reason);
     for reply in task_lists.drain(..) {
         let _ = reply.send(Err(closed_error(&reason, repair)));

@@ -4,9 +4,11 @@
 //! queues a frame while nobody is writing becomes the writer and writes everything queued,
 //! its own frames and those queued meanwhile, so a request goes from the caller's task to the
 //! socket with no hop through the driver, and a burst leaves in one write. The write half
-//! sits behind an async lock that only its holder touches. A writer whose future is dropped
-//! mid-write leaves what it did not write in place, and wakes the driver to finish it, so
-//! no frame is ever cut or lost.
+//! sits behind an async lock that only its holder touches. The driver's own messages (pongs,
+//! run acknowledgements and stdin) are written by a flusher task, so the driver never stops
+//! reading to write: two peers that both wait for the other to read would stall. A writer
+//! whose future is dropped mid-write leaves what it did not write in place, and wakes the
+//! flusher to finish it, so no frame is ever cut or lost.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use serde_json::Value;
-use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
 use tokio_rustls::client::TlsStream;
@@ -39,24 +41,29 @@ pub(crate) struct State {
     pub ended: Option<(String, Option<RepairReason>)>,
 }
 
-struct Writer {
-    io: WriteHalf<TlsStream<TcpStream>>,
+struct Writer<W> {
+    io: W,
     /// Taken from the outbox and not all written yet.
     chunk: BytesMut,
 }
 
+/// The write half of a session's connection.
+pub(crate) type Io = WriteHalf<TlsStream<TcpStream>>;
+
 /// One session's write side.
-pub(crate) struct Outlet {
+pub(crate) struct Outlet<W = Io> {
     state: Mutex<State>,
-    writer: tokio::sync::Mutex<Writer>,
-    /// The driver must act: a writer left something unwritten, or the session failed.
+    writer: tokio::sync::Mutex<Writer<W>>,
+    /// The session failed (see [`State::ended`]): the driver must end it.
     pub wake: Notify,
+    /// Something is queued that no caller is writing: the flusher must write it.
+    flush: Notify,
     encoding: Encoding,
     max_frame: usize,
     write_limit: Duration,
 }
 
-impl std::fmt::Debug for Outlet {
+impl<W> std::fmt::Debug for Outlet<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outlet")
             .field("encoding", &self.encoding)
@@ -73,10 +80,10 @@ pub(crate) fn write_failed(timed_out: bool) -> String {
     }
 }
 
-impl Outlet {
+impl<W: AsyncWrite + Unpin> Outlet<W> {
     /// The write side over `io`; `queued` (frames not yet written) goes first.
     pub(crate) fn new(
-        io: WriteHalf<TlsStream<TcpStream>>,
+        io: W,
         queued: BytesMut,
         encoding: Encoding,
         max_frame: usize,
@@ -92,6 +99,7 @@ impl Outlet {
                 chunk: BytesMut::new(),
             }),
             wake: Notify::new(),
+            flush: Notify::new(),
             encoding,
             max_frame,
             write_limit,
@@ -132,10 +140,25 @@ impl Outlet {
         Ok(id)
     }
 
-    /// Queue `msg` (the driver's own messages).
+    /// Queue `msg` (the driver's own messages) for the flusher to write.
     pub(crate) fn queue(&self, msg: &Message) -> Result<(), ConnectionError> {
         let mut st = self.state();
-        put_message(&mut st.outbox, msg, self.encoding, self.max_frame)
+        put_message(&mut st.outbox, msg, self.encoding, self.max_frame)?;
+        drop(st);
+        self.flush.notify_one();
+        Ok(())
+    }
+
+    /// The flusher: writes what the driver queued and what cancelled writers left, until
+    /// the session ends.
+    pub(crate) async fn run_flusher(self: std::sync::Arc<Self>) {
+        loop {
+            self.flush.notified().await;
+            if self.state().ended.is_some() {
+                return;
+            }
+            self.write_out().await;
+        }
     }
 
     /// Record that the session must end for `reason`, and wake the driver to end it.
@@ -146,6 +169,17 @@ impl Outlet {
         }
         drop(st);
         self.wake.notify_one();
+        self.flush.notify_one();
+    }
+
+    /// The session ended: the flusher stops.
+    pub(crate) fn end(&self, reason: String, repair: Option<RepairReason>) {
+        let mut st = self.state();
+        if st.ended.is_none() {
+            st.ended = Some((reason, repair));
+        }
+        drop(st);
+        self.flush.notify_one();
     }
 
     /// Write what is queued, unless a writer is at work already (it writes ours too). A
@@ -180,12 +214,12 @@ impl Outlet {
     /// task queues them one after another) join the batch first, then write.
     pub(crate) async fn write_soon(&self) {
         // Dropped during the yield, the caller's frame would wait in the outbox for the next
-        // write: the driver writes it instead.
-        struct Unwritten<'a>(&'a Outlet, bool);
-        impl Drop for Unwritten<'_> {
+        // write: the flusher writes it instead.
+        struct Unwritten<'a, W>(&'a Outlet<W>, bool);
+        impl<W> Drop for Unwritten<'_, W> {
             fn drop(&mut self) {
                 if self.1 {
-                    self.0.wake.notify_one();
+                    self.0.flush.notify_one();
                 }
             }
         }
@@ -206,15 +240,15 @@ impl Outlet {
 }
 
 /// The writer's lock while it writes. Dropped before it finished (its future was dropped),
-/// it wakes the driver to write what is left; the lock is released first, so the driver
+/// it wakes the flusher to write what is left; the lock is released first, so the flusher
 /// finds it free.
-struct Holding<'a> {
-    outlet: &'a Outlet,
-    guard: Option<tokio::sync::MutexGuard<'a, Writer>>,
+struct Holding<'a, W> {
+    outlet: &'a Outlet<W>,
+    guard: Option<tokio::sync::MutexGuard<'a, Writer<W>>>,
     finished: bool,
 }
 
-impl Holding<'_> {
+impl<W: AsyncWrite + Unpin> Holding<'_, W> {
     /// Write until the outbox is empty, then flush.
     async fn pump(&mut self) -> std::io::Result<()> {
         let Some(w) = self.guard.as_deref_mut() else {
@@ -242,11 +276,108 @@ impl Holding<'_> {
     }
 }
 
-impl Drop for Holding<'_> {
+impl<W> Drop for Holding<'_, W> {
     fn drop(&mut self) {
         self.guard.take();
         if !self.finished {
-            self.outlet.wake.notify_one();
+            self.outlet.flush.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use tokio::io::AsyncReadExt;
+
+    /// Frames read back from what the outlet wrote: each one whole, in order.
+    async fn read_frames(mut rd: tokio::io::DuplexStream, n: usize) -> Vec<Message> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let mut len = [0u8; 4];
+            rd.read_exact(&mut len).await.unwrap();
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            rd.read_exact(&mut body).await.unwrap();
+            out.push(crate::connection::Wire::decode(BytesMut::from(&body[..])).unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_mid_write_leaves_the_rest_to_the_flusher() {
+        // A pipe that takes 1 KiB at a time, so a 200 KiB frame needs many polls to go.
+        let (wr, rd) = tokio::io::duplex(1024);
+        let outlet = std::sync::Arc::new(Outlet::new(
+            wr,
+            BytesMut::new(),
+            Encoding::Compact,
+            1 << 20,
+            Duration::from_secs(10),
+        ));
+        let big = "y".repeat(200 * 1024);
+        let (reply, _rx) = oneshot::channel();
+        outlet
+            .queue_request("echo", vec![big.clone()], reply)
+            .unwrap();
+        let mut write = Box::pin(outlet.write_out());
+        for _ in 0..3 {
+            assert!(write.as_mut().now_or_never().is_none(), "the pipe is full");
+        }
+        drop(write);
+        // A second request queued behind the cut one.
+        let (reply, _rx2) = oneshot::channel();
+        outlet
+            .queue_request("echo", vec!["after".into()], reply)
+            .unwrap();
+        tokio::spawn(outlet.clone().run_flusher());
+        let frames = tokio::time::timeout(Duration::from_secs(10), read_frames(rd, 2))
+            .await
+            .expect("the flusher wrote the rest");
+        assert!(matches!(&frames[0], Message::Request { id: 1, args, .. } if args[0] == big));
+        assert!(matches!(&frames[1], Message::Request { id: 2, args, .. } if args[0] == "after"));
+    }
+
+    #[tokio::test]
+    async fn a_caller_dropped_before_its_write_leaves_it_to_the_flusher() {
+        let (wr, rd) = tokio::io::duplex(1 << 16);
+        let outlet = std::sync::Arc::new(Outlet::new(
+            wr,
+            BytesMut::new(),
+            Encoding::Json,
+            1 << 20,
+            Duration::from_secs(10),
+        ));
+        tokio::spawn(outlet.clone().run_flusher());
+        let (reply, _rx) = oneshot::channel();
+        outlet.queue_request("ping", vec![], reply).unwrap();
+        let mut write = Box::pin(outlet.write_soon());
+        assert!(write.as_mut().now_or_never().is_none(), "it yields first");
+        drop(write);
+        let frames = tokio::time::timeout(Duration::from_secs(10), read_frames(rd, 1))
+            .await
+            .expect("the flusher wrote it");
+        assert!(matches!(&frames[0], Message::Request { id: 1, task, .. } if task == "ping"));
+    }
+
+    #[tokio::test]
+    async fn a_frame_too_large_fails_only_its_request() {
+        let (wr, _rd) = tokio::io::duplex(1 << 16);
+        let outlet = Outlet::new(
+            wr,
+            BytesMut::new(),
+            Encoding::Compact,
+            100,
+            Duration::from_secs(1),
+        );
+        let (reply, _rx) = oneshot::channel();
+        assert!(
+            outlet
+                .queue_request("echo", vec!["z".repeat(200)], reply)
+                .is_err()
+        );
+        assert!(outlet.state().pending.is_empty());
+        let (reply, _rx) = oneshot::channel();
+        assert_eq!(outlet.queue_request("ping", vec![], reply).unwrap(), 1);
     }
 }

@@ -764,3 +764,35 @@ async fn write_response(conn: &mut Conn, msg: Message) -> Result<(), ConnectionE
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_session_is_reported_once_a_window_and_a_quiet_one_request_by_request() {
+        let t0 = Instant::now();
+        let mut tally = Tally::new(t0);
+        for _ in 0..REQUEST_BURST {
+            assert_eq!(tally.note(true, t0), Noted::Show);
+        }
+        // Past the burst: counted, and the report is due at the window's end.
+        assert_eq!(
+            tally.note(false, t0),
+            Noted::Counted(Some(t0 + TALLY_WINDOW))
+        );
+        assert_eq!(tally.note(true, t0), Noted::Counted(None));
+        let t1 = t0 + TALLY_WINDOW;
+        let (counted, next) = tally.close_window(t1);
+        assert_eq!(counted, Some((2, 1, TALLY_WINDOW)));
+        assert_eq!(next, Some(t1 + TALLY_WINDOW));
+        // Still busy: counted from the first request of the next window.
+        assert_eq!(tally.note(true, t1), Noted::Counted(None));
+        let t2 = t1 + TALLY_WINDOW;
+        assert_eq!(tally.close_window(t2).0, Some((1, 0, TALLY_WINDOW)));
+        // A window with nothing in it ends counting: the next request is shown again.
+        let t3 = t2 + TALLY_WINDOW;
+        assert_eq!(tally.close_window(t3), (None, None));
+        assert_eq!(tally.note(true, t3 + TALLY_WINDOW), Noted::Show);
+    }
+}
