@@ -455,6 +455,23 @@ mod tests {
             "01000000000000000700046563686f000000010000000268 69".replace(' ', "")
         );
         assert_eq!(decode(buf.freeze()).unwrap(), m);
+        let hex_of = |m: &Message| {
+            let mut b = BytesMut::new();
+            assert!(encode(m, &mut b));
+            hex::encode(b)
+        };
+        assert_eq!(
+            hex_of(&ok_response(7, json!("hi"))),
+            "020000000000000007016869"
+        );
+        assert_eq!(
+            hex_of(&Message::RunOutput {
+                id: 3,
+                stream: OutputStream::Stderr,
+                data: Payload(Bytes::from_static(b"oops\n")),
+            }),
+            "040000000000000003016f6f70730a"
+        );
     }
 
     #[test]
