@@ -1,7 +1,9 @@
 //! Tasks on one session: `echo` round trips and pipelined throughput, each beside the same
 //! echo over plain TLS ([`crate::baseline`]) in the same run, and `ping` on an idle session.
 //!
-//! Ours and the baseline alternate within every repetition, so background load hits both.
+//! Ours and the baseline alternate within every repetition, so background load hits both;
+//! every ratio to the baseline is taken per repetition (an alternated pair) and summarised
+//! over the pairs.
 //! Payloads are printable ASCII, so the JSON carries them without escapes.
 
 use std::time::{Duration, Instant};
@@ -19,7 +21,7 @@ use serde::Serialize;
 use crate::baseline::{EchoClient, EchoServer, suite_name};
 use crate::cpu::{baseline_ns, cpu_ns, own_ns};
 use crate::server::ServerProc;
-use crate::stats::{Latency, Spread};
+use crate::stats::{Latency, Ratios, Spread};
 use crate::{BenchError, Member, Options, within};
 
 /// Echo figures for one payload size.
@@ -41,6 +43,14 @@ pub struct EchoFigures {
     pub raw_rtt: Latency,
     /// Pipelined, our messages from one task without the client engine.
     pub raw_rate: Spread,
+    /// Round-trip p50 ours / baseline, per repetition (each repetition's own samples).
+    pub rtt_ratio: Ratios,
+    /// Pipelined rate ours / baseline, per repetition.
+    pub rate_ratio: Ratios,
+    /// Round-trip p50 without the client engine / baseline, per repetition.
+    pub raw_rtt_ratio: Ratios,
+    /// Pipelined rate without the client engine / baseline, per repetition.
+    pub raw_rate_ratio: Ratios,
     /// CPU time per pipelined request (client engine), microseconds.
     pub cpu: CpuPerRequest,
 }
@@ -285,6 +295,8 @@ pub async fn run(
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let (mut rate, mut base_rate) = (Vec::new(), Vec::new());
         let (mut raw_rtt, mut raw_rate) = (Vec::new(), Vec::new());
+        // The p50 of each repetition's round trips, for the per-pair ratios.
+        let (mut p50, mut base_p50, mut raw_p50) = (Vec::new(), Vec::new(), Vec::new());
         let mut cpu = [0u64; 4];
         for rep in 0..opts.reps {
             opts.progress(format!(
@@ -293,15 +305,17 @@ pub async fn run(
                 rep + 1,
                 opts.reps
             ));
-            ours.extend(within("echo", limit, rtt(&session, &text, plan.rtt_requests)).await?);
-            theirs.extend(
-                within(
-                    "baseline echo",
-                    limit,
-                    base.rtt(text.as_bytes(), plan.rtt_requests),
-                )
-                .await?,
-            );
+            let samples = within("echo", limit, rtt(&session, &text, plan.rtt_requests)).await?;
+            p50.push(Latency::of(&samples).p50_us);
+            ours.extend(samples);
+            let samples = within(
+                "baseline echo",
+                limit,
+                base.rtt(text.as_bytes(), plan.rtt_requests),
+            )
+            .await?;
+            base_p50.push(Latency::of(&samples).p50_us);
+            theirs.extend(samples);
             let n = plan.pipelined_requests;
             let (srv0, own0) = (cpu_ns(srv.pid(), |_| true), own_ns());
             let took = within(
@@ -323,7 +337,9 @@ pub async fn run(
             cpu[2] += baseline_ns().saturating_sub(base0);
             cpu[3] += own_ns().saturating_sub(own0);
             base_rate.push(n as f64 / took.as_secs_f64());
-            raw_rtt.extend(within("raw echo", limit, raw.rtt(&text, plan.rtt_requests)).await?);
+            let samples = within("raw echo", limit, raw.rtt(&text, plan.rtt_requests)).await?;
+            raw_p50.push(Latency::of(&samples).p50_us);
+            raw_rtt.extend(samples);
             let took = within(
                 "raw pipelined echo",
                 limit,
@@ -342,6 +358,10 @@ pub async fn run(
             base_rate: Spread::of(&base_rate),
             raw_rtt: Latency::of(&raw_rtt),
             raw_rate: Spread::of(&raw_rate),
+            rtt_ratio: Ratios::of(&p50, &base_p50),
+            rate_ratio: Ratios::of(&rate, &base_rate),
+            raw_rtt_ratio: Ratios::of(&raw_p50, &base_p50),
+            raw_rate_ratio: Ratios::of(&raw_rate, &base_rate),
             cpu: {
                 let per = |ns: u64| {
                     ns as f64 / 1000.0 / (opts.reps * plan.pipelined_requests).max(1) as f64

@@ -6,6 +6,20 @@ mod common;
 
 use common::server_bin;
 
+/// A ratio figure has one pair per repetition, all positive, and its summary lies within them.
+/// Only the shape is checked, never a value.
+fn check_ratios(what: &str, r: &bench::stats::Ratios, reps: usize) {
+    assert_eq!(r.pairs.len(), reps, "{what}: {r:?}");
+    assert!(
+        r.pairs.iter().all(|&p| p > 0.0 && p.is_finite()),
+        "{what}: {r:?}"
+    );
+    assert!(r.min <= r.median && r.median <= r.max, "{what}: {r:?}");
+    let lo = r.pairs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = r.pairs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!((r.min, r.max), (lo, hi), "{what}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_run_against_the_real_server() {
     let mut opts = bench::Options::tiny(server_bin());
@@ -32,6 +46,14 @@ async fn tiny_run_against_the_real_server() {
         for reps in [e.rate.reps, e.base_rate.reps, e.raw_rate.reps] {
             assert_eq!(reps, opts.reps);
         }
+        for (what, r) in [
+            ("round trip", &e.rtt_ratio),
+            ("pipelined", &e.rate_ratio),
+            ("raw round trip", &e.raw_rtt_ratio),
+            ("raw pipelined", &e.raw_rate_ratio),
+        ] {
+            check_ratios(&format!("echo {} B {what}", e.size), r, opts.reps);
+        }
     }
     assert_eq!(tasks.ping.samples, opts.reps * opts.pings);
 
@@ -47,6 +69,8 @@ async fn tiny_run_against_the_real_server() {
         assert_eq!(s.reps, opts.reps);
         assert!(s.min > 0.0, "{s:?}");
     }
+    check_ratios("send cat", &streams.cat_ratio, opts.reps);
+    check_ratios("writer", &streams.out_ratio, opts.reps);
     assert_eq!(streams.spawn.samples, opts.reps * opts.spawns);
     assert_eq!(streams.spawn_started.samples, opts.reps * opts.spawns);
 
@@ -82,4 +106,12 @@ async fn tiny_run_against_the_real_server() {
     assert!(table.contains("`send cat`"));
     assert!(table.contains("one run of /bin/true"));
     assert!(table.contains("ping through the agent"));
+    assert!(table.contains(&format!("over {} pairs)", opts.reps)));
+
+    // And the JSON carries the pairs.
+    let json = serde_json::to_value(&report).expect("the report serialises");
+    let pairs = &json["tasks"]["echo"][0]["rate_ratio"]["pairs"];
+    assert_eq!(pairs.as_array().map(Vec::len), Some(opts.reps), "{pairs}");
+    let pairs = &json["streams"]["cat_ratio"]["pairs"];
+    assert_eq!(pairs.as_array().map(Vec::len), Some(opts.reps), "{pairs}");
 }
