@@ -82,6 +82,9 @@ pub struct EchoPlan {
 pub struct Options {
     /// The `server-tui` binary to measure.
     pub server_bin: PathBuf,
+    /// The `bench-load` binary that serves the baseline as its own process (default: this
+    /// executable if it is `bench-load`, else the `bench-load` next to it).
+    pub baseline_bin: Option<PathBuf>,
     /// Where state folders go (a temporary folder is made inside it).
     pub work_dir: Option<PathBuf>,
     /// Repetitions of every measurement.
@@ -153,6 +156,7 @@ impl Options {
     pub fn standard(server_bin: PathBuf) -> Self {
         Self {
             server_bin,
+            baseline_bin: None,
             work_dir: None,
             reps: 7,
             pairings: 20,
@@ -262,6 +266,22 @@ impl Options {
         }
     }
 
+    /// The `bench-load` executable for the baseline servers.
+    pub fn baseline_bin(&self) -> Result<PathBuf, BenchError> {
+        if let Some(bin) = &self.baseline_bin {
+            return Ok(bin.clone());
+        }
+        let exe = std::env::current_exe()?;
+        if exe.file_stem().is_some_and(|n| n == "bench-load") {
+            return Ok(exe);
+        }
+        sibling_bin("bench-load").ok_or_else(|| {
+            BenchError::Setup(
+                "no bench-load executable for the baseline servers; build it (cargo build -p bench) or set Options::baseline_bin".into(),
+            )
+        })
+    }
+
     pub(crate) fn progress(&self, line: impl AsRef<str>) {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         let at = START.get_or_init(std::time::Instant::now).elapsed();
@@ -273,13 +293,18 @@ impl Options {
 
 /// The `server-tui` built next to the running executable (`target/<profile>/`), if any.
 pub fn sibling_server_bin() -> Option<PathBuf> {
+    sibling_bin("server-tui")
+}
+
+/// The executable `name` built next to the running one (`target/<profile>/`), if any.
+pub fn sibling_bin(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let mut dir = exe.parent()?;
     // Test executables live one level down, in `deps/`.
     if dir.ends_with("deps") {
         dir = dir.parent()?;
     }
-    let bin = dir.join(format!("server-tui{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     bin.is_file().then_some(bin)
 }
 

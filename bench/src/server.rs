@@ -98,17 +98,7 @@ impl ServerProc {
         launch: &Launch,
     ) -> Result<Self, BenchError> {
         let stderr = std::fs::File::create(stderr_file)?;
-        let mut command = Command::new(bin);
-        // SAFETY: prctl(2) is async-signal-safe. A harness killed by a signal (no Drop) must
-        // not leave its server running: the kernel sends it SIGTERM when this thread goes.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let mut child = command
+        let mut child = child_command(bin)
             .args([
                 "--json",
                 "--no-tui",
@@ -323,6 +313,22 @@ impl ServerProc {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A command for a server process of the harness (`server-tui`, a baseline server), which
+/// must not outlive the harness.
+pub(crate) fn child_command(bin: &Path) -> Command {
+    let mut command = Command::new(bin);
+    // SAFETY: prctl(2) is async-signal-safe. A harness killed by a signal (no Drop) must not
+    // leave its servers running: the kernel sends them SIGTERM when the spawning thread goes.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    command
 }
 
 impl Drop for ServerProc {

@@ -14,7 +14,7 @@ use csc_shared::client::{Client, ClientOptions, RunEvent, RunHandle};
 use csc_shared::message::{OutputStream, RunStatus};
 use serde::Serialize;
 
-use crate::baseline::{EchoClient, EchoServer, SourceServer};
+use crate::baseline::{BaselineServer, EchoClient, Kind, download};
 use crate::server::{Launch, ServerProc};
 use crate::stats::{Latency, Ratios, Spread};
 use crate::{BenchError, Options, within};
@@ -144,8 +144,9 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
     let session = pairing.into_session()?;
     let handle = session.handle();
     let limit = Duration::from_secs(300);
-    let echo = EchoServer::start()?;
-    let source = SourceServer::start()?;
+    let baseline_bin = opts.baseline_bin()?;
+    let echo = BaselineServer::start(&baseline_bin, Kind::Echo).await?;
+    let source = BaselineServer::start(&baseline_bin, Kind::Source).await?;
 
     let data = pattern(opts.stream_bytes);
     let (mut cat, mut out) = (Vec::new(), Vec::new());
@@ -234,7 +235,7 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
         out.push(mb_s(n, started.elapsed()));
 
         // The same bytes sent one way over plain TLS.
-        let took = within("baseline writer", limit, source.download(n)).await?;
+        let took = within("baseline writer", limit, download(source.addr(), n)).await?;
         base_out.push(mb_s(n, took));
 
         // /bin/true, one after another: to its first message (the program started) and to
@@ -261,6 +262,8 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
     drop(handle);
     session.close().await;
     srv.stop().await?;
+    echo.stop().await?;
+    source.stop().await?;
     Ok(StreamFigures {
         cat_bytes: data.len(),
         cat: Spread::of(&cat),

@@ -18,7 +18,7 @@ use csc_shared::tls::{self, ServerTrust};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::baseline::{EchoClient, EchoServer, suite_name};
+use crate::baseline::{BaselineServer, EchoClient, Kind, suite_name};
 use crate::cpu::{baseline_ns, cpu_ns, own_ns};
 use crate::server::ServerProc;
 use crate::stats::{Latency, Ratios, Spread};
@@ -270,7 +270,7 @@ pub async fn run(
     let before = srv.counts().requests;
     let mut sent = 0u64;
     let session = m.client.connect_addr(m.paired()?, srv.addr()).await?;
-    let echo_server = EchoServer::start()?;
+    let echo_server = BaselineServer::start(&opts.baseline_bin()?, Kind::Echo).await?;
     let mut base = EchoClient::connect(echo_server.addr()).await?;
     let mut raw = RawSession::open(m, srv).await?;
     let suite = server_suite(srv).await?;
@@ -327,14 +327,14 @@ pub async fn run(
             cpu[0] += cpu_ns(srv.pid(), |_| true).saturating_sub(srv0);
             cpu[1] += own_ns().saturating_sub(own0);
             rate.push(n as f64 / took.as_secs_f64());
-            let (base0, own0) = (baseline_ns(), own_ns());
+            let (base0, own0) = (baseline_ns(echo_server.pid()), own_ns());
             let took = within(
                 "baseline pipelined echo",
                 limit,
                 base.pipelined(text.as_bytes(), n, opts.window),
             )
             .await?;
-            cpu[2] += baseline_ns().saturating_sub(base0);
+            cpu[2] += baseline_ns(echo_server.pid()).saturating_sub(base0);
             cpu[3] += own_ns().saturating_sub(own0);
             base_rate.push(n as f64 / took.as_secs_f64());
             let samples = within("raw echo", limit, raw.rtt(&text, plan.rtt_requests)).await?;
@@ -383,6 +383,8 @@ pub async fn run(
     }
     session.close().await;
     raw.conn.close().await;
+    drop(base);
+    echo_server.stop().await?;
     srv.wait_counts("every request reported", Duration::from_secs(30), |c| {
         c.requests - before >= sent
     })

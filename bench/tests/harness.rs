@@ -23,6 +23,7 @@ fn check_ratios(what: &str, r: &bench::stats::Ratios, reps: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_run_against_the_real_server() {
     let mut opts = bench::Options::tiny(server_bin());
+    opts.baseline_bin = Some(env!("CARGO_BIN_EXE_bench-load").into());
     opts.verbose = true;
     let report = bench::run(&opts).await.expect("the tiny run completes");
 
