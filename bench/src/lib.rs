@@ -8,7 +8,8 @@
 //!   ([`baseline`]);
 //! - [`many`]: N simultaneous sessions: server memory, a notice to all, `ping` under load.
 //!
-//! [`server`] owns the child process; [`cpu`] reads CPU time from /proc; [`stats`] does the
+//! [`server`] owns the child process; [`pin`] places the servers and the harness on separate
+//! CPUs; [`cpu`] reads CPU time from /proc; [`stats`] does the
 //! arithmetic; [`report`] renders the tables. [`attack`] is hostile load (guessers, hoarders,
 //! refused connections), used by the attack tests behind SECURITY.md's figures.
 //! Every reply is checked, so a wrong answer fails the run instead of skewing a figure.
@@ -20,6 +21,7 @@ pub mod baseline;
 pub mod cpu;
 pub mod many;
 pub mod pairing;
+pub mod pin;
 pub mod reconnect;
 pub mod report;
 pub mod server;
@@ -130,6 +132,9 @@ pub struct Options {
     pub agent_sends: usize,
     /// Only this part (after the pairings it needs), for profiling one path at a time.
     pub only: Option<Phase>,
+    /// Pin the server processes to one half of the CPUs and the harness to the other
+    /// ([`pin`]): `None` does when at least 2 CPUs are allowed, `Some(true)` must.
+    pub pin: Option<bool>,
     /// Progress lines on stderr.
     pub verbose: bool,
 }
@@ -190,6 +195,7 @@ impl Options {
             agent_requests: 1000,
             agent_sends: 5,
             only: None,
+            pin: None,
             verbose: true,
         }
     }
@@ -373,6 +379,10 @@ pub fn raise_fd_limit() -> u64 {
 /// Run everything `opts` asks for against a fresh server state.
 pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     let fd_limit = raise_fd_limit();
+    let placement = pin::Placement::choose(opts.pin)?;
+    // Every server started below inherits the placement; undone when the run ends.
+    let _pinned = placement.apply()?;
+    opts.progress(format!("placement: {}", placement.describe()));
     let load_before = report::load_average();
     let tmp = match &opts.work_dir {
         Some(d) => tempfile::Builder::new()
@@ -427,7 +437,7 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         many.push(figures);
     }
     Ok(Report {
-        machine: report::Machine::detect(load_before, fd_limit),
+        machine: report::Machine::detect(load_before, fd_limit, placement),
         pairing,
         reconnect,
         tasks,

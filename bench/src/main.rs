@@ -29,6 +29,14 @@ struct Cli {
     /// Only this part (after the pairings it needs), e.g. to profile one path.
     #[arg(long, value_enum)]
     only: Option<bench::Phase>,
+    /// Pin the server processes (server-tui, the baseline servers) to one half of the CPUs
+    /// and this harness to the other, the same for ours and the baseline (the default with 2
+    /// CPUs or more: servers on CPU 1, harness on CPU 0).
+    #[arg(long, overrides_with = "no_pin")]
+    pin: bool,
+    /// Let the scheduler place every process.
+    #[arg(long, overrides_with = "pin")]
+    no_pin: bool,
     /// Also write every figure as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -80,6 +88,11 @@ async fn harness(cli: Cli) -> ExitCode {
     opts.work_dir = cli.work_dir;
     opts.baseline_bin = std::env::current_exe().ok();
     opts.only = cli.only;
+    opts.pin = match (cli.pin, cli.no_pin) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
     let report = match bench::run(&opts).await {
         Ok(r) => r,
         Err(e) => {

@@ -29,11 +29,13 @@ pub struct Machine {
     pub load_after: String,
     /// Open-files limit in force.
     pub fd_limit: u64,
+    /// Which CPUs the servers and the harness ran on.
+    pub placement: crate::pin::Placement,
 }
 
 impl Machine {
     /// Describe this machine now.
-    pub fn detect(load_before: String, fd_limit: u64) -> Self {
+    pub fn detect(load_before: String, fd_limit: u64, placement: crate::pin::Placement) -> Self {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|t| {
@@ -51,6 +53,7 @@ impl Machine {
             load_before,
             load_after: load_average(),
             fd_limit,
+            placement,
         }
     }
 }
@@ -165,8 +168,15 @@ impl Report {
         let m = &self.machine;
         let mut out = format!(
             "- machine: {} × {}, kernel {}, open-files limit {}\n\
-             - load average (1/5/15 min): {} before, {} after\n",
-            m.nproc, m.cpu, m.kernel, m.fd_limit, m.load_before, m.load_after,
+             - load average (1/5/15 min): {} before, {} after\n\
+             - CPU placement: {}\n",
+            m.nproc,
+            m.cpu,
+            m.kernel,
+            m.fd_limit,
+            m.load_before,
+            m.load_after,
+            m.placement.describe(),
         );
         if let Some(t) = &self.tasks {
             let _ = writeln!(

@@ -315,10 +315,11 @@ impl ServerProc {
     }
 }
 
-/// A command for a server process of the harness (`server-tui`, a baseline server), which
-/// must not outlive the harness.
+/// A command for a server process of the harness (`server-tui`, a baseline server): on the
+/// servers' CPUs when the run is pinned ([`crate::pin`]), and never outliving the harness.
 pub(crate) fn child_command(bin: &Path) -> Command {
     let mut command = Command::new(bin);
+    crate::pin::server_side(&mut command);
     // SAFETY: prctl(2) is async-signal-safe. A harness killed by a signal (no Drop) must not
     // leave its servers running: the kernel sends them SIGTERM when the spawning thread goes.
     unsafe {

@@ -100,6 +100,56 @@ async fn tiny_run_against_the_real_server() {
         report.server_warnings
     );
 
+    // The placement is recorded, and undone after the run.
+    let placement = &report.machine.placement;
+    assert_eq!(
+        placement.pinned(),
+        placement.allowed.len() >= 2,
+        "{placement:?}"
+    );
+    if placement.pinned() {
+        assert!(
+            placement
+                .harness
+                .iter()
+                .all(|c| !placement.servers.contains(c))
+        );
+        assert!(!placement.harness.is_empty());
+    }
+    assert_eq!(bench::pin::allowed_cpus().unwrap(), placement.allowed);
+
+    // A server started while pinned runs on the servers' CPUs only (read back from /proc).
+    if placement.pinned() {
+        let pinned = placement.apply().expect("pins");
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_bench-load"));
+        let base = bench::baseline::BaselineServer::start(bin, bench::baseline::Kind::Echo)
+            .await
+            .expect("the baseline server starts");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", base.pid())).unwrap();
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string();
+        let expected: Vec<String> = placement.servers.iter().map(|c| c.to_string()).collect();
+        let got: Vec<String> = list
+            .split(',')
+            .flat_map(|part| match part.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                    (a..=b).map(|c| c.to_string()).collect::<Vec<_>>()
+                }
+                None => vec![part.to_string()],
+            })
+            .collect();
+        assert_eq!(got, expected, "{list}");
+        base.stop().await.expect("the baseline server stops");
+        drop(pinned);
+        assert_eq!(bench::pin::allowed_cpus().unwrap(), placement.allowed);
+    }
+    assert!(report.machine_markdown().contains("CPU placement: "));
+
     // The report renders every row.
     let table = report.markdown();
     assert!(table.contains("pairing, request → stored token"));
