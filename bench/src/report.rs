@@ -17,7 +17,7 @@ use crate::tasks::TaskFigures;
 /// Where the figures were measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
-    /// Logical CPUs.
+    /// Logical CPUs this process was allowed to use when the run started.
     pub nproc: usize,
     /// `model name` from /proc/cpuinfo.
     pub cpu: String,
@@ -45,7 +45,11 @@ impl Machine {
             })
             .unwrap_or_else(|| "unknown".into());
         Self {
-            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // What the run could use, not what the pinned harness can now.
+            nproc: match placement.allowed.len() {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
             cpu,
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_string())

@@ -117,6 +117,7 @@ async fn tiny_run_against_the_real_server() {
         assert!(!placement.harness.is_empty());
     }
     assert_eq!(bench::pin::allowed_cpus().unwrap(), placement.allowed);
+    assert_eq!(report.machine.nproc, placement.allowed.len());
 
     // A server started while pinned runs on the servers' CPUs only (read back from /proc).
     if placement.pinned() {
