@@ -4,9 +4,6 @@
 
 use std::path::Path;
 
-/// The thread names (`comm`) of the baseline echo server's runtime.
-pub const BASELINE_THREADS: &str = "baseline-echo";
-
 /// CPU time so far of the threads of `pid` whose name `keep` accepts, in nanoseconds.
 /// Threads that ended are not counted, so measure over spans in which none ends.
 pub fn cpu_ns(pid: u32, keep: impl Fn(&str) -> bool) -> u64 {
@@ -24,18 +21,15 @@ pub fn cpu_ns(pid: u32, keep: impl Fn(&str) -> bool) -> u64 {
         .sum()
 }
 
-/// This process's threads other than the baseline server's.
+/// This process (the harness and the client side), all threads.
 pub fn own_ns() -> u64 {
-    cpu_ns(std::process::id(), |name| {
-        !name.starts_with(BASELINE_THREADS)
-    })
+    cpu_ns(std::process::id(), |_| true)
 }
 
-/// The baseline server's threads.
-pub fn baseline_ns() -> u64 {
-    cpu_ns(std::process::id(), |name| {
-        name.starts_with(BASELINE_THREADS)
-    })
+/// A baseline server process ([`crate::baseline::BaselineServer`]), all threads, as for the
+/// server under test.
+pub fn baseline_ns(pid: u32) -> u64 {
+    cpu_ns(pid, |_| true)
 }
 
 #[cfg(test)]

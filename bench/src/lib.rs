@@ -8,7 +8,8 @@
 //!   ([`baseline`]);
 //! - [`many`]: N simultaneous sessions: server memory, a notice to all, `ping` under load.
 //!
-//! [`server`] owns the child process; [`cpu`] reads CPU time from /proc; [`stats`] does the
+//! [`server`] owns the child process; [`pin`] places the servers and the harness on separate
+//! CPUs; [`cpu`] reads CPU time from /proc; [`stats`] does the
 //! arithmetic; [`report`] renders the tables. [`attack`] is hostile load (guessers, hoarders,
 //! refused connections), used by the attack tests behind SECURITY.md's figures.
 //! Every reply is checked, so a wrong answer fails the run instead of skewing a figure.
@@ -20,6 +21,7 @@ pub mod baseline;
 pub mod cpu;
 pub mod many;
 pub mod pairing;
+pub mod pin;
 pub mod reconnect;
 pub mod report;
 pub mod server;
@@ -82,6 +84,9 @@ pub struct EchoPlan {
 pub struct Options {
     /// The `server-tui` binary to measure.
     pub server_bin: PathBuf,
+    /// The `bench-load` binary that serves the baseline as its own process (default: this
+    /// executable if it is `bench-load`, else the `bench-load` next to it).
+    pub baseline_bin: Option<PathBuf>,
     /// Where state folders go (a temporary folder is made inside it).
     pub work_dir: Option<PathBuf>,
     /// Repetitions of every measurement.
@@ -127,6 +132,9 @@ pub struct Options {
     pub agent_sends: usize,
     /// Only this part (after the pairings it needs), for profiling one path at a time.
     pub only: Option<Phase>,
+    /// Pin the server processes to one half of the CPUs and the harness to the other
+    /// ([`pin`]): `None` does when at least 2 CPUs are allowed, `Some(true)` must.
+    pub pin: Option<bool>,
     /// Progress lines on stderr.
     pub verbose: bool,
 }
@@ -153,6 +161,7 @@ impl Options {
     pub fn standard(server_bin: PathBuf) -> Self {
         Self {
             server_bin,
+            baseline_bin: None,
             work_dir: None,
             reps: 7,
             pairings: 20,
@@ -186,6 +195,7 @@ impl Options {
             agent_requests: 1000,
             agent_sends: 5,
             only: None,
+            pin: None,
             verbose: true,
         }
     }
@@ -262,6 +272,22 @@ impl Options {
         }
     }
 
+    /// The `bench-load` executable for the baseline servers.
+    pub fn baseline_bin(&self) -> Result<PathBuf, BenchError> {
+        if let Some(bin) = &self.baseline_bin {
+            return Ok(bin.clone());
+        }
+        let exe = std::env::current_exe()?;
+        if exe.file_stem().is_some_and(|n| n == "bench-load") {
+            return Ok(exe);
+        }
+        sibling_bin("bench-load").ok_or_else(|| {
+            BenchError::Setup(
+                "no bench-load executable for the baseline servers; build it (cargo build -p bench) or set Options::baseline_bin".into(),
+            )
+        })
+    }
+
     pub(crate) fn progress(&self, line: impl AsRef<str>) {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         let at = START.get_or_init(std::time::Instant::now).elapsed();
@@ -273,13 +299,18 @@ impl Options {
 
 /// The `server-tui` built next to the running executable (`target/<profile>/`), if any.
 pub fn sibling_server_bin() -> Option<PathBuf> {
+    sibling_bin("server-tui")
+}
+
+/// The executable `name` built next to the running one (`target/<profile>/`), if any.
+pub fn sibling_bin(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let mut dir = exe.parent()?;
     // Test executables live one level down, in `deps/`.
     if dir.ends_with("deps") {
         dir = dir.parent()?;
     }
-    let bin = dir.join(format!("server-tui{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     bin.is_file().then_some(bin)
 }
 
@@ -348,6 +379,10 @@ pub fn raise_fd_limit() -> u64 {
 /// Run everything `opts` asks for against a fresh server state.
 pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     let fd_limit = raise_fd_limit();
+    let placement = pin::Placement::choose(opts.pin)?;
+    // Every server started below inherits the placement; undone when the run ends.
+    let _pinned = placement.apply()?;
+    opts.progress(format!("placement: {}", placement.describe()));
     let load_before = report::load_average();
     let tmp = match &opts.work_dir {
         Some(d) => tempfile::Builder::new()
@@ -402,7 +437,7 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         many.push(figures);
     }
     Ok(Report {
-        machine: report::Machine::detect(load_before, fd_limit),
+        machine: report::Machine::detect(load_before, fd_limit, placement),
         pairing,
         reconnect,
         tasks,

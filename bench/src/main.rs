@@ -29,14 +29,45 @@ struct Cli {
     /// Only this part (after the pairings it needs), e.g. to profile one path.
     #[arg(long, value_enum)]
     only: Option<bench::Phase>,
+    /// Pin the server processes (server-tui, the baseline servers) to one half of the CPUs
+    /// and this harness to the other, the same for ours and the baseline (the default with 2
+    /// CPUs or more: servers on CPU 1, harness on CPU 0).
+    #[arg(long, overrides_with = "no_pin")]
+    pin: bool,
+    /// Let the scheduler place every process.
+    #[arg(long, overrides_with = "pin")]
+    no_pin: bool,
     /// Also write every figure as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Be a baseline server instead (how the harness starts them as their own process): print
+    /// the port on stdout, serve on 127.0.0.1 until stdin closes.
+    #[arg(long, value_enum, hide = true)]
+    serve_baseline: Option<bench::baseline::Kind>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(kind) = cli.serve_baseline {
+        return match bench::baseline::serve(kind) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench-load --serve-baseline {}: {e}", kind.name());
+                ExitCode::from(1)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bench-load: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(harness(cli))
+}
+
+async fn harness(cli: Cli) -> ExitCode {
     let Some(server_bin) = cli.server_bin.clone().or_else(bench::sibling_server_bin) else {
         eprintln!(
             "bench-load: no server-tui next to this executable; build it (cargo build --release -p server-tui) or pass --server-bin"
@@ -55,7 +86,13 @@ async fn main() -> ExitCode {
         opts.clients = c;
     }
     opts.work_dir = cli.work_dir;
+    opts.baseline_bin = std::env::current_exe().ok();
     opts.only = cli.only;
+    opts.pin = match (cli.pin, cli.no_pin) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
     let report = match bench::run(&opts).await {
         Ok(r) => r,
         Err(e) => {

@@ -1,5 +1,8 @@
 //! The report: the machine, every figure, and a Markdown table of them with ratios to the
-//! plain-TLS baseline and the issue's targets beside them. Formatting only.
+//! plain-TLS baseline and the issue's targets beside them. Formatting only. A ratio to the
+//! baseline is the median over alternated pairs (ours, then the baseline, in one repetition)
+//! with the smallest and largest pair, except where marked pooled (p99 over every sample) and
+//! for CPU time (totals over the phase).
 
 use std::fmt::Write;
 
@@ -8,13 +11,13 @@ use serde::Serialize;
 use crate::many::ManyFigures;
 use crate::pairing::PairingFigures;
 use crate::reconnect::ReconnectFigures;
-use crate::stats::{Latency, Spread};
+use crate::stats::{Latency, Ratios, Spread};
 use crate::tasks::TaskFigures;
 
 /// Where the figures were measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
-    /// Logical CPUs.
+    /// Logical CPUs this process was allowed to use when the run started.
     pub nproc: usize,
     /// `model name` from /proc/cpuinfo.
     pub cpu: String,
@@ -26,11 +29,13 @@ pub struct Machine {
     pub load_after: String,
     /// Open-files limit in force.
     pub fd_limit: u64,
+    /// Which CPUs the servers and the harness ran on.
+    pub placement: crate::pin::Placement,
 }
 
 impl Machine {
     /// Describe this machine now.
-    pub fn detect(load_before: String, fd_limit: u64) -> Self {
+    pub fn detect(load_before: String, fd_limit: u64, placement: crate::pin::Placement) -> Self {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|t| {
@@ -40,7 +45,11 @@ impl Machine {
             })
             .unwrap_or_else(|| "unknown".into());
         Self {
-            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // What the run could use, not what the pinned harness can now.
+            nproc: match placement.allowed.len() {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
             cpu,
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_string())
@@ -48,6 +57,7 @@ impl Machine {
             load_before,
             load_after: load_average(),
             fd_limit,
+            placement,
         }
     }
 }
@@ -144,14 +154,33 @@ fn ratio(ours: f64, base: f64) -> String {
     }
 }
 
+/// Ratios over alternated pairs: their median, and the smallest and largest pair.
+fn ratios(r: &Ratios) -> String {
+    match r.pairs.len() {
+        0 => "–".into(),
+        1 => format!("{:.2}× (1 pair)", r.median),
+        n => format!(
+            "{:.2}× ({:.2}–{:.2} over {n} pairs)",
+            r.median, r.min, r.max
+        ),
+    }
+}
+
 impl Report {
     /// The machine and the run, as Markdown lines.
     pub fn machine_markdown(&self) -> String {
         let m = &self.machine;
         let mut out = format!(
             "- machine: {} × {}, kernel {}, open-files limit {}\n\
-             - load average (1/5/15 min): {} before, {} after\n",
-            m.nproc, m.cpu, m.kernel, m.fd_limit, m.load_before, m.load_after,
+             - load average (1/5/15 min): {} before, {} after\n\
+             - CPU placement: {}\n",
+            m.nproc,
+            m.cpu,
+            m.kernel,
+            m.fd_limit,
+            m.load_before,
+            m.load_after,
+            m.placement.describe(),
         );
         if let Some(t) = &self.tasks {
             let _ = writeln!(
@@ -227,8 +256,8 @@ impl Report {
                     lat(&e.rtt),
                     lat(&e.base_rtt),
                     format!(
-                        "p50 {} · p99 {}",
-                        ratio(e.rtt.p50_us, e.base_rtt.p50_us),
+                        "p50 {} · p99 {} (pooled)",
+                        ratios(&e.rtt_ratio),
                         ratio(e.rtt.p99_us, e.base_rtt.p99_us)
                     ),
                     "≤ 1.5×",
@@ -246,7 +275,7 @@ impl Report {
                         spread(&e.base_rate, "req/s"),
                         num(e.mb_per_sec(e.base_rate.median))
                     ),
-                    ratio(e.rate.median, e.base_rate.median),
+                    ratios(&e.rate_ratio),
                     "≥ 0.8×",
                 );
                 row(
@@ -263,10 +292,10 @@ impl Report {
                     ),
                     "–".into(),
                     format!(
-                        "p50 {} · p99 {}; {}",
-                        ratio(e.raw_rtt.p50_us, e.base_rtt.p50_us),
+                        "p50 {} · p99 {} (pooled); pipelined {}",
+                        ratios(&e.raw_rtt_ratio),
                         ratio(e.raw_rtt.p99_us, e.base_rtt.p99_us),
-                        ratio(e.raw_rate.median, e.base_rate.median)
+                        ratios(&e.raw_rate_ratio)
                     ),
                     "(diagnostic)",
                 );
@@ -303,7 +332,7 @@ impl Report {
                 &format!("`send cat`: {} MiB stdin → stdout", s.cat_bytes >> 20),
                 spread(&s.cat, "MB/s"),
                 spread(&s.base_cat, "MB/s"),
-                ratio(s.cat.median, s.base_cat.median),
+                ratios(&s.cat_ratio),
                 "≥ 0.5×",
             );
             row(
@@ -311,7 +340,7 @@ impl Report {
                 &format!("a task writing {} MiB to stdout", s.out_bytes >> 20),
                 spread(&s.out, "MB/s"),
                 spread(&s.base_out, "MB/s"),
-                ratio(s.out.median, s.base_out.median),
+                ratios(&s.out_ratio),
                 "≥ 0.5×",
             );
             row(

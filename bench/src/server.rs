@@ -53,7 +53,9 @@ pub struct EventCounts {
     pub disconnected: u64,
     /// `paired` events.
     pub paired: u64,
-    /// `request` events.
+    /// Requests the server reported: one per `request` event, plus the `count` of every
+    /// `requests` event (a session's requests summed over an interval, once the server stops
+    /// reporting them one by one under load).
     pub requests: u64,
     /// `pair_failed` and `auth_failed` events.
     pub failures: u64,
@@ -96,17 +98,7 @@ impl ServerProc {
         launch: &Launch,
     ) -> Result<Self, BenchError> {
         let stderr = std::fs::File::create(stderr_file)?;
-        let mut command = Command::new(bin);
-        // SAFETY: prctl(2) is async-signal-safe. A harness killed by a signal (no Drop) must
-        // not leave its server running: the kernel sends it SIGTERM when this thread goes.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let mut child = command
+        let mut child = child_command(bin)
             .args([
                 "--json",
                 "--no-tui",
@@ -323,6 +315,23 @@ impl ServerProc {
     }
 }
 
+/// A command for a server process of the harness (`server-tui`, a baseline server): on the
+/// servers' CPUs when the run is pinned ([`crate::pin`]), and never outliving the harness.
+pub(crate) fn child_command(bin: &Path) -> Command {
+    let mut command = Command::new(bin);
+    crate::pin::server_side(&mut command);
+    // SAFETY: prctl(2) is async-signal-safe. A harness killed by a signal (no Drop) must not
+    // leave its servers running: the kernel sends them SIGTERM when the spawning thread goes.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    command
+}
+
 impl Drop for ServerProc {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -393,13 +402,14 @@ fn read_events(
             }
         }
         let counter = match event_tag(&line) {
-            Some(b"request") => Some(&log.requests),
-            Some(b"connected") => Some(&log.connected),
-            Some(b"disconnected") => Some(&log.disconnected),
+            Some(b"request") => Some((&log.requests, 1)),
+            Some(b"requests") => Some((&log.requests, number_field(&line, b"count").unwrap_or(0))),
+            Some(b"connected") => Some((&log.connected, 1)),
+            Some(b"disconnected") => Some((&log.disconnected, 1)),
             _ => None,
         };
-        if let Some(c) = counter {
-            c.fetch_add(1, Ordering::Relaxed);
+        if let Some((c, n)) = counter {
+            c.fetch_add(n, Ordering::Relaxed);
             continue;
         }
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
@@ -466,9 +476,21 @@ fn event_tag(line: &[u8]) -> Option<&[u8]> {
     Some(&line[start..start + len])
 }
 
+/// The unsigned integer value of the key `key` of a flat JSON line, found without parsing the
+/// line. A quote inside a string is escaped, so `"key":` can only be a key.
+fn number_field(line: &[u8], key: &[u8]) -> Option<u64> {
+    let at = line
+        .windows(key.len() + 3)
+        .position(|w| w[0] == b'"' && &w[1..=key.len()] == key && w[key.len() + 1..] == *b"\":")?;
+    let rest = &line[at + key.len() + 3..];
+    let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::event_tag;
+    use super::{event_tag, number_field};
 
     #[test]
     fn event_tags() {
@@ -479,5 +501,19 @@ mod tests {
             Some(&b"connected"[..])
         );
         assert_eq!(event_tag(b"{}"), None);
+    }
+
+    #[test]
+    fn request_summary_counts() {
+        let line = br#"{"client_id":"ab01","client_name":"n \"count\":7","count":1234,"event":"requests","failed":3,"interval_ms":1000,"session_id":9}"#;
+        assert_eq!(event_tag(line), Some(&b"requests"[..]));
+        assert_eq!(number_field(line, b"count"), Some(1234));
+        assert_eq!(number_field(line, b"failed"), Some(3));
+        assert_eq!(number_field(line, b"session_id"), Some(9));
+        // A key that only ends like the one asked for, or is not there, or is not a number.
+        assert_eq!(number_field(br#"{"failed_count":5}"#, b"count"), None);
+        assert_eq!(number_field(br#"{"event":"requests"}"#, b"count"), None);
+        assert_eq!(number_field(br#"{"count":"x"}"#, b"count"), None);
+        assert_eq!(number_field(br#"{"count": 12}"#, b"count"), Some(12));
     }
 }

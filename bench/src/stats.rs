@@ -1,5 +1,5 @@
-//! Summaries of measurements: latency percentiles over pooled samples, and rates over
-//! repetitions. Pure arithmetic; knows nothing of what was measured.
+//! Summaries of measurements: latency percentiles over pooled samples, rates over
+//! repetitions, and ratios over alternated pairs. Pure arithmetic; knows nothing of what was measured.
 
 use std::time::Duration;
 
@@ -62,6 +62,41 @@ impl Spread {
     }
 }
 
+/// Ours over the baseline, one ratio per alternated pair: a repetition that measured ours and
+/// then the baseline, so load that comes and goes hits both sides of a pair alike.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Ratios {
+    /// One ratio per pair, in the order the pairs ran.
+    pub pairs: Vec<f64>,
+    /// Median over the pairs.
+    pub median: f64,
+    /// Smallest pair.
+    pub min: f64,
+    /// Largest pair.
+    pub max: f64,
+}
+
+impl Ratios {
+    /// `ours[i] / base[i]` for every pair `i`; a pair whose baseline is not positive has no
+    /// ratio and is left out (so `pairs` is then shorter than the repetitions).
+    pub fn of(ours: &[f64], base: &[f64]) -> Self {
+        debug_assert_eq!(ours.len(), base.len());
+        let pairs: Vec<f64> = ours
+            .iter()
+            .zip(base)
+            .filter(|&(_, &b)| b > 0.0)
+            .map(|(&o, &b)| o / b)
+            .collect();
+        let s = Spread::of(&pairs);
+        Self {
+            pairs,
+            median: s.median,
+            min: s.min,
+            max: s.max,
+        }
+    }
+}
+
 /// Nearest-rank percentile of sorted values; the median of an even count is the mean of the
 /// middle two.
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -92,5 +127,8 @@ mod tests {
         let s = Spread::of(&[3.0, 1.0, 2.0]);
         assert_eq!((s.median, s.min, s.max, s.reps), (2.0, 1.0, 3.0, 3));
         assert_eq!(Spread::of(&[]).median, 0.0);
+        let r = Ratios::of(&[2.0, 3.0, 8.0, 1.0], &[1.0, 2.0, 4.0, 0.0]);
+        assert_eq!(r.pairs, vec![2.0, 1.5, 2.0]);
+        assert_eq!((r.median, r.min, r.max), (2.0, 1.5, 2.0));
     }
 }

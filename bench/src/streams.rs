@@ -1,6 +1,7 @@
 //! Streaming runs: bytes through a `cat` task (stdin to stdout), bytes out of a task that
 //! only writes, and the overhead of one run of `/bin/true`; beside plain TLS moving the same
-//! bytes the same way ([`crate::baseline`]).
+//! bytes the same way ([`crate::baseline`]). Within every repetition ours runs and then the
+//! baseline, so each repetition is one pair for the ratios.
 //!
 //! The server runs with its own configuration file holding those three tasks. Every byte is
 //! checked: `cat` must give back exactly what it got, and the writer exactly as many zeros as
@@ -13,9 +14,9 @@ use csc_shared::client::{Client, ClientOptions, RunEvent, RunHandle};
 use csc_shared::message::{OutputStream, RunStatus};
 use serde::Serialize;
 
-use crate::baseline::{EchoClient, EchoServer, SourceServer};
+use crate::baseline::{BaselineServer, EchoClient, Kind, download};
 use crate::server::{Launch, ServerProc};
-use crate::stats::{Latency, Spread};
+use crate::stats::{Latency, Ratios, Spread};
 use crate::{BenchError, Options, within};
 
 /// The tasks the streams phase runs.
@@ -53,6 +54,10 @@ pub struct StreamFigures {
     pub out: Spread,
     /// The same bytes sent one way over plain TLS, MB/s.
     pub base_out: Spread,
+    /// `cat` / its baseline, per repetition (an alternated pair).
+    pub cat_ratio: Ratios,
+    /// The writer / its baseline, per repetition.
+    pub out_ratio: Ratios,
     /// One run of `/bin/true`: from asking to its end.
     pub spawn: Latency,
     /// One run of `/bin/true`: from asking to `run_started` (the program was spawned), the
@@ -139,9 +144,13 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
     let session = pairing.into_session()?;
     let handle = session.handle();
     let limit = Duration::from_secs(300);
+    let baseline_bin = opts.baseline_bin()?;
+    let echo = BaselineServer::start(&baseline_bin, Kind::Echo).await?;
+    let source = BaselineServer::start(&baseline_bin, Kind::Source).await?;
 
     let data = pattern(opts.stream_bytes);
     let (mut cat, mut out) = (Vec::new(), Vec::new());
+    let (mut base_cat, mut base_out) = (Vec::new(), Vec::new());
     let (mut spawn, mut first) = (Vec::new(), Vec::new());
     for rep in 0..opts.reps {
         opts.progress(format!("streams: repetition {}/{}", rep + 1, opts.reps));
@@ -181,6 +190,18 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
         }
         cat.push(mb_s(data.len(), started.elapsed()));
 
+        // The same bytes echoed over plain TLS, 16 KiB frames, 16 in flight.
+        let mut c = EchoClient::connect(echo.addr()).await?;
+        let chunk = 16 * 1024;
+        let frames = data.len().div_ceil(chunk);
+        let took = within(
+            "baseline cat",
+            limit,
+            c.pipelined(&data[..chunk.min(data.len())], frames, 16),
+        )
+        .await?;
+        base_cat.push(mb_s(frames * chunk.min(data.len()), took));
+
         // The writer: zeros, counted.
         let n = opts.stream_out_bytes;
         let started = Instant::now();
@@ -213,6 +234,10 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
         }
         out.push(mb_s(n, started.elapsed()));
 
+        // The same bytes sent one way over plain TLS.
+        let took = within("baseline writer", limit, download(source.addr(), n)).await?;
+        base_out.push(mb_s(n, took));
+
         // /bin/true, one after another: to its first message (the program started) and to
         // its end (the program was reaped and its group found empty).
         for _ in 0..opts.spawns {
@@ -237,27 +262,8 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
     drop(handle);
     session.close().await;
     srv.stop().await?;
-
-    // The baseline: the same bytes over plain TLS, the same ways.
-    let echo = EchoServer::start()?;
-    let source = SourceServer::start()?;
-    let (mut base_cat, mut base_out) = (Vec::new(), Vec::new());
-    for rep in 0..opts.reps {
-        opts.progress(format!(
-            "streams: plain-TLS baseline, repetition {}/{}",
-            rep + 1,
-            opts.reps
-        ));
-        let mut c = EchoClient::connect(echo.addr()).await?;
-        let chunk = 16 * 1024;
-        let frames = data.len().div_ceil(chunk);
-        let took = c
-            .pipelined(&data[..chunk.min(data.len())], frames, 16)
-            .await?;
-        base_cat.push(mb_s(frames * chunk.min(data.len()), took));
-        let took = source.download(opts.stream_out_bytes).await?;
-        base_out.push(mb_s(opts.stream_out_bytes, took));
-    }
+    echo.stop().await?;
+    source.stop().await?;
     Ok(StreamFigures {
         cat_bytes: data.len(),
         cat: Spread::of(&cat),
@@ -265,6 +271,8 @@ pub async fn run(opts: &Options, dir: &Path) -> Result<StreamFigures, BenchError
         out_bytes: opts.stream_out_bytes,
         out: Spread::of(&out),
         base_out: Spread::of(&base_out),
+        cat_ratio: Ratios::of(&cat, &base_cat),
+        out_ratio: Ratios::of(&out, &base_out),
         spawn: Latency::of(&spawn),
         spawn_started: Latency::of(&first),
     })

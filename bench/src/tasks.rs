@@ -1,7 +1,9 @@
 //! Tasks on one session: `echo` round trips and pipelined throughput, each beside the same
 //! echo over plain TLS ([`crate::baseline`]) in the same run, and `ping` on an idle session.
 //!
-//! Ours and the baseline alternate within every repetition, so background load hits both.
+//! Ours and the baseline alternate within every repetition, so background load hits both;
+//! every ratio to the baseline is taken per repetition (an alternated pair) and summarised
+//! over the pairs.
 //! Payloads are printable ASCII, so the JSON carries them without escapes.
 
 use std::time::{Duration, Instant};
@@ -16,10 +18,10 @@ use csc_shared::tls::{self, ServerTrust};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::baseline::{EchoClient, EchoServer, suite_name};
+use crate::baseline::{BaselineServer, EchoClient, Kind, suite_name};
 use crate::cpu::{baseline_ns, cpu_ns, own_ns};
 use crate::server::ServerProc;
-use crate::stats::{Latency, Spread};
+use crate::stats::{Latency, Ratios, Spread};
 use crate::{BenchError, Member, Options, within};
 
 /// Echo figures for one payload size.
@@ -41,6 +43,14 @@ pub struct EchoFigures {
     pub raw_rtt: Latency,
     /// Pipelined, our messages from one task without the client engine.
     pub raw_rate: Spread,
+    /// Round-trip p50 ours / baseline, per repetition (each repetition's own samples).
+    pub rtt_ratio: Ratios,
+    /// Pipelined rate ours / baseline, per repetition.
+    pub rate_ratio: Ratios,
+    /// Round-trip p50 without the client engine / baseline, per repetition.
+    pub raw_rtt_ratio: Ratios,
+    /// Pipelined rate without the client engine / baseline, per repetition.
+    pub raw_rate_ratio: Ratios,
     /// CPU time per pipelined request (client engine), microseconds.
     pub cpu: CpuPerRequest,
 }
@@ -260,7 +270,7 @@ pub async fn run(
     let before = srv.counts().requests;
     let mut sent = 0u64;
     let session = m.client.connect_addr(m.paired()?, srv.addr()).await?;
-    let echo_server = EchoServer::start()?;
+    let echo_server = BaselineServer::start(&opts.baseline_bin()?, Kind::Echo).await?;
     let mut base = EchoClient::connect(echo_server.addr()).await?;
     let mut raw = RawSession::open(m, srv).await?;
     let suite = server_suite(srv).await?;
@@ -285,6 +295,8 @@ pub async fn run(
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let (mut rate, mut base_rate) = (Vec::new(), Vec::new());
         let (mut raw_rtt, mut raw_rate) = (Vec::new(), Vec::new());
+        // The p50 of each repetition's round trips, for the per-pair ratios.
+        let (mut p50, mut base_p50, mut raw_p50) = (Vec::new(), Vec::new(), Vec::new());
         let mut cpu = [0u64; 4];
         for rep in 0..opts.reps {
             opts.progress(format!(
@@ -293,15 +305,17 @@ pub async fn run(
                 rep + 1,
                 opts.reps
             ));
-            ours.extend(within("echo", limit, rtt(&session, &text, plan.rtt_requests)).await?);
-            theirs.extend(
-                within(
-                    "baseline echo",
-                    limit,
-                    base.rtt(text.as_bytes(), plan.rtt_requests),
-                )
-                .await?,
-            );
+            let samples = within("echo", limit, rtt(&session, &text, plan.rtt_requests)).await?;
+            p50.push(Latency::of(&samples).p50_us);
+            ours.extend(samples);
+            let samples = within(
+                "baseline echo",
+                limit,
+                base.rtt(text.as_bytes(), plan.rtt_requests),
+            )
+            .await?;
+            base_p50.push(Latency::of(&samples).p50_us);
+            theirs.extend(samples);
             let n = plan.pipelined_requests;
             let (srv0, own0) = (cpu_ns(srv.pid(), |_| true), own_ns());
             let took = within(
@@ -313,17 +327,19 @@ pub async fn run(
             cpu[0] += cpu_ns(srv.pid(), |_| true).saturating_sub(srv0);
             cpu[1] += own_ns().saturating_sub(own0);
             rate.push(n as f64 / took.as_secs_f64());
-            let (base0, own0) = (baseline_ns(), own_ns());
+            let (base0, own0) = (baseline_ns(echo_server.pid()), own_ns());
             let took = within(
                 "baseline pipelined echo",
                 limit,
                 base.pipelined(text.as_bytes(), n, opts.window),
             )
             .await?;
-            cpu[2] += baseline_ns().saturating_sub(base0);
+            cpu[2] += baseline_ns(echo_server.pid()).saturating_sub(base0);
             cpu[3] += own_ns().saturating_sub(own0);
             base_rate.push(n as f64 / took.as_secs_f64());
-            raw_rtt.extend(within("raw echo", limit, raw.rtt(&text, plan.rtt_requests)).await?);
+            let samples = within("raw echo", limit, raw.rtt(&text, plan.rtt_requests)).await?;
+            raw_p50.push(Latency::of(&samples).p50_us);
+            raw_rtt.extend(samples);
             let took = within(
                 "raw pipelined echo",
                 limit,
@@ -342,6 +358,10 @@ pub async fn run(
             base_rate: Spread::of(&base_rate),
             raw_rtt: Latency::of(&raw_rtt),
             raw_rate: Spread::of(&raw_rate),
+            rtt_ratio: Ratios::of(&p50, &base_p50),
+            rate_ratio: Ratios::of(&rate, &base_rate),
+            raw_rtt_ratio: Ratios::of(&raw_p50, &base_p50),
+            raw_rate_ratio: Ratios::of(&raw_rate, &base_rate),
             cpu: {
                 let per = |ns: u64| {
                     ns as f64 / 1000.0 / (opts.reps * plan.pipelined_requests).max(1) as f64
@@ -363,6 +383,8 @@ pub async fn run(
     }
     session.close().await;
     raw.conn.close().await;
+    drop(base);
+    echo_server.stop().await?;
     srv.wait_counts("every request reported", Duration::from_secs(30), |c| {
         c.requests - before >= sent
     })
