@@ -167,7 +167,10 @@ impl RawSession {
         let stream = tokio_rustls::TlsConnector::from(config)
             .connect(tls::server_name(), tcp)
             .await?;
+        // The encoding the handshake negotiated, as the client engine uses.
+        let encoding = tls::encoding(stream.get_ref().1.alpn_protocol()).unwrap_or_default();
         let mut conn = Connection::new(stream, DEFAULT_MAX_FRAME);
+        conn.set_encoding(encoding);
         conn.send(&Message::Auth {
             token: m.paired()?.token.clone(),
         })

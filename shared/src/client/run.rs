@@ -19,7 +19,7 @@ use super::ClientError;
 use crate::message::{Message, OutputStream, Payload, RunStatus};
 
 /// Output credit a run grants by default (and the most this client holds per run).
-pub const DEFAULT_WINDOW: u64 = 256 * 1024;
+pub const DEFAULT_WINDOW: u64 = 1024 * 1024;
 
 /// Largest stdin chunk sent in one `run_input`.
 pub const CHUNK: usize = 16 * 1024;

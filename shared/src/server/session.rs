@@ -30,9 +30,9 @@ use crate::message::{ErrorCode, Message, RepairReason, StopReason, TaskErrorBody
 /// Notices queued per session; a client that stops reading loses notices, not server memory.
 const NOTICE_QUEUE: usize = 64;
 
-/// Messages of this session's runs waiting to be written (each at most a 16 KiB chunk): a
-/// client that stops reading holds its runs back, not server memory.
-const RUN_QUEUE: usize = 64;
+/// Messages of this session's runs waiting to be written (each at most a 64 KiB chunk, so at
+/// most 1 MiB): a client that stops reading holds its runs back, not server memory.
+const RUN_QUEUE: usize = 16;
 
 /// Run messages written per flush at most, so other work is not starved.
 const RUN_BATCH: usize = 64;

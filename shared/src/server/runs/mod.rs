@@ -26,7 +26,7 @@ pub use table::RunView;
 use crate::message::{Message, OutputStream, Payload, StopReason};
 
 /// Largest `run_output` or `run_input` chunk, bytes.
-pub const MAX_CHUNK: usize = 16 * 1024;
+pub const MAX_CHUNK: usize = 64 * 1024;
 
 /// The stdin credit a run gets (`run_started.stdin_window`), bytes.
 pub const STDIN_WINDOW: u64 = 256 * 1024;

@@ -201,6 +201,21 @@ async fn read_pipe<R: AsyncReadExt + Unpin>(
     }
 }
 
+/// Add to the `n` bytes just read into `buf` what else the pipe holds already, without
+/// waiting. Programs write in small pieces (`head` and `cat` 4 KiB at a time); a chunk per
+/// piece would cost a message, a TLS record and a wake-up each.
+fn top_up<R: AsyncReadExt + Unpin>(pipe: &mut Option<R>, buf: &mut [u8], mut n: usize) -> usize {
+    use futures_util::FutureExt;
+    while n < buf.len() {
+        match read_pipe(pipe, &mut buf[n..]).now_or_never() {
+            Some(Ok(more)) if more > 0 => n += more,
+            // Empty for now, at its end, or failed: the next read says which.
+            _ => break,
+        }
+    }
+    n
+}
+
 fn status_of(exit: ExitStatus) -> RunStatus {
     #[cfg(unix)]
     {
@@ -265,6 +280,7 @@ impl Running {
                 n = read_pipe(&mut self.stdout, &mut out_buf[..room.max(1)]), if room > 0 => {
                     match n {
                         Ok(n) if n > 0 => {
+                            let n = top_up(&mut self.stdout, &mut out_buf[..room.max(1)], n);
                             if let Err(RunStopped(r)) = io.send_chunk(OutputStream::Stdout, out_buf[..n].to_vec()).await {
                                 break Some(r);
                             }
@@ -275,6 +291,7 @@ impl Running {
                 n = read_pipe(&mut self.stderr, &mut err_buf[..room.max(1)]), if room > 0 => {
                     match n {
                         Ok(n) if n > 0 => {
+                            let n = top_up(&mut self.stderr, &mut err_buf[..room.max(1)], n);
                             if let Err(RunStopped(r)) = io.send_chunk(OutputStream::Stderr, err_buf[..n].to_vec()).await {
                                 break Some(r);
                             }
