@@ -259,7 +259,9 @@ impl App {
 
     fn on_discovery(&mut self, event: DiscoveryEvent) -> Vec<Action> {
         match event {
-            DiscoveryEvent::Started { methods, subnets } => {
+            DiscoveryEvent::Started {
+                methods, subnets, ..
+            } => {
                 self.scan.begun = true;
                 self.scan.methods = methods.into_iter().map(|m| (m, false)).collect();
                 self.scan.subnets = subnets

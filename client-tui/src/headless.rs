@@ -725,14 +725,25 @@ async fn run_discovery(
     let progress_on_tty = !out.json && std::io::stderr().is_terminal();
     while let Some(event) = search.next().await {
         match event {
-            DiscoveryEvent::Started { methods, subnets } => {
+            DiscoveryEvent::Started {
+                methods,
+                subnets,
+                hosts_left_out,
+                max_hosts,
+            } => {
+                if hosts_left_out > 0 {
+                    // Said on stderr in every mode, so a script's log shows it too.
+                    eprintln!(
+                        "warning: the subnets hold more hosts than --max-hosts {max_hosts}: {hosts_left_out} hosts are not swept; give a smaller --subnet or a larger --max-hosts"
+                    );
+                }
                 let methods: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
                 let subnets_text: Vec<String> = subnets
                     .iter()
                     .map(|(s, n)| format!("{s} ({n} hosts)"))
                     .collect();
                 if verbose && out.json {
-                    out.line("", json!({"event": "started", "methods": methods, "subnets": subnets.iter().map(|(s, n)| json!({"subnet": s, "hosts": n})).collect::<Vec<_>>()}));
+                    out.line("", json!({"event": "started", "methods": methods, "subnets": subnets.iter().map(|(s, n)| json!({"subnet": s, "hosts": n})).collect::<Vec<_>>(), "hosts_left_out": hosts_left_out, "max_hosts": max_hosts}));
                 } else if !out.json {
                     eprintln!(
                         "searching via {} {}",
@@ -785,7 +796,13 @@ async fn run_discovery(
 
 /// `client-tui scan`.
 pub async fn scan(client: &Client, cli: &Cli, out: Output) -> Result<(), Failure> {
-    run_discovery(client, cli, out, true).await.map(|_| ())
+    if run_discovery(client, cli, out, true).await?.is_empty() {
+        return Err(Failure::new(
+            exit::NONE_FOUND,
+            "no server found: check that one runs on this network (and that the firewall lets port 47474 through), or search elsewhere with --subnet CIDR",
+        ));
+    }
+    Ok(())
 }
 
 /// Discover and pick the server to pair with: the only unpaired one, the one named by

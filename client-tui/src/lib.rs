@@ -53,6 +53,8 @@ pub mod exit {
     };
     /// `agent`: another agent already serves this state folder.
     pub const AGENT_RUNNING: u8 = 15;
+    /// `scan`: the search ended and found no server.
+    pub const NONE_FOUND: u8 = 16;
 }
 
 /// A failure with the exit code it maps to.

@@ -55,6 +55,8 @@ pub fn started(subnets: &[(&str, usize)]) -> DiscoveryEvent {
     DiscoveryEvent::Started {
         methods: vec![Via::Broadcast, Via::Scan],
         subnets: subnets.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+        hosts_left_out: 0,
+        max_hosts: 4096,
     }
 }
 

@@ -301,3 +301,38 @@ fn a_world_writable_state_folder_is_refused_with_the_fix() {
     let out = run(client(cdir.path()).arg("servers"));
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn scan_that_finds_nothing_exits_16_and_says_what_the_host_cap_left_out() {
+    let cdir = tempfile::tempdir().unwrap();
+    // Loopback only, and a port nothing listens on: nothing is found. 127.0.0.0/16 holds
+    // 65,534 hosts; the cap sweeps 8 of them and must say so.
+    let out = run(Command::new(CLIENT)
+        .arg("--state-dir")
+        .arg(cdir.path())
+        .args([
+            "scan",
+            "--json",
+            "--subnet",
+            "127.0.0.0/16",
+            "--max-hosts",
+            "8",
+            "--port",
+            "9",
+            "--no-broadcast",
+            "--no-mdns",
+        ]));
+    assert_eq!(out.status.code(), Some(16), "{}", text(&out.stderr));
+    let events: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["event"], "started", "{events:?}");
+    assert_eq!(events[0]["hosts_left_out"], 65_534 - 8);
+    assert_eq!(events[0]["max_hosts"], 8);
+    assert_eq!(events[0]["subnets"][0]["hosts"], 8);
+    assert_eq!(events.last().unwrap()["found"], 0);
+    let err = text(&out.stderr);
+    assert!(err.contains("65526 hosts are not swept"), "{err}");
+    assert!(err.contains("no server found"), "{err}");
+}

@@ -56,7 +56,9 @@ async fn a_loopback_sweep_finds_the_server_and_skips_other_services() {
     let mut started = None;
     while let Some(ev) = d.next().await {
         match ev {
-            DiscoveryEvent::Started { methods, subnets } => started = Some((methods, subnets)),
+            DiscoveryEvent::Started {
+                methods, subnets, ..
+            } => started = Some((methods, subnets)),
             DiscoveryEvent::Found(f) => found.push(f),
             DiscoveryEvent::Progress(p) => last_progress = Some(p),
             _ => {}

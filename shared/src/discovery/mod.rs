@@ -97,6 +97,11 @@ pub enum DiscoveryEvent {
         methods: Vec<Via>,
         /// Subnets and their host counts.
         subnets: Vec<(String, usize)>,
+        /// Hosts the sweep leaves out: the subnets hold more than
+        /// [`DiscoveryOptions::max_hosts`].
+        hosts_left_out: u64,
+        /// The cap that left them out.
+        max_hosts: usize,
     },
     /// Sweep progress.
     Progress(ScanProgress),
@@ -165,6 +170,8 @@ pub struct Plan {
     pub mdns: bool,
     /// Subnets to sweep.
     pub sweep: Vec<SweepPlan>,
+    /// Hosts of the subnets left out of the sweep by [`DiscoveryOptions::max_hosts`].
+    pub hosts_left_out: u64,
 }
 
 impl DiscoveryOptions {
@@ -196,12 +203,13 @@ impl DiscoveryOptions {
             (nets, bcast)
         };
         let mut budget = self.max_hosts;
+        let mut hosts_left_out = 0u64;
         let sweep = if self.scan {
             nets.iter()
                 .map(|n| {
-                    let mut hosts = net::hosts(*n);
-                    hosts.truncate(budget);
+                    let (hosts, total) = net::hosts_at_most(*n, budget);
                     budget -= hosts.len();
+                    hosts_left_out += total - hosts.len() as u64;
                     SweepPlan { subnet: *n, hosts }
                 })
                 .filter(|p| !p.hosts.is_empty())
@@ -220,6 +228,7 @@ impl DiscoveryOptions {
             },
             mdns: self.mdns && !explicit && !net::local_nets().is_empty(),
             sweep,
+            hosts_left_out,
         }
     }
 }
@@ -273,6 +282,7 @@ async fn run(dialer: Dialer, options: DiscoveryOptions, out: mpsc::Sender<Discov
             Via::Mdns
         });
     }
+    let hosts_left_out = plan.hosts_left_out;
     let subnets = plan
         .sweep
         .iter()
@@ -311,6 +321,8 @@ async fn run(dialer: Dialer, options: DiscoveryOptions, out: mpsc::Sender<Discov
         .send(DiscoveryEvent::Started {
             methods: running,
             subnets,
+            hosts_left_out,
+            max_hosts: options.max_hosts,
         })
         .await
         .is_err()
@@ -396,6 +408,21 @@ mod tests {
         let plan = opts.plan();
         let total: usize = plan.sweep.iter().map(|p| p.hosts.len()).sum();
         assert_eq!(total, 300);
+        // 2 × 254 hosts, 300 swept: the rest is said, not silently dropped.
+        assert_eq!(plan.hosts_left_out, 2 * 254 - 300);
         assert!(plan.broadcast_targets.is_empty());
+        // A /8 is capped without listing its 16 million hosts first.
+        let opts = DiscoveryOptions {
+            subnets: vec!["10.0.0.0/8".parse().unwrap()],
+            broadcast: false,
+            ..DiscoveryOptions::default()
+        };
+        let plan = opts.plan();
+        assert_eq!(plan.sweep[0].hosts.len(), 4096);
+        assert_eq!(plan.hosts_left_out, (1u64 << 24) - 2 - 4096);
+        assert_eq!(
+            super::net::hosts_at_most("127.0.0.5/32".parse().unwrap(), 10).1,
+            1
+        );
     }
 }

@@ -60,6 +60,19 @@ pub fn hosts(net: Ipv4Net) -> Vec<Ipv4Addr> {
     net.hosts().collect()
 }
 
+/// At most `max` of `net`'s host addresses, first to last, and how many it has in all; a
+/// `/8` is not listed in full to sweep 4,096 of it.
+pub fn hosts_at_most(net: Ipv4Net, max: usize) -> (Vec<Ipv4Addr>, u64) {
+    let size = 1u64 << (32 - u32::from(net.prefix_len()));
+    // As `Ipv4Net::hosts`: a /31 and a /32 have no network and broadcast address to skip.
+    let total = if net.prefix_len() >= 31 {
+        size
+    } else {
+        size - 2
+    };
+    (net.hosts().take(max).collect(), total)
+}
+
 /// Parse a CIDR such as `10.0.0.0/24`; a bare address means /32.
 pub fn parse_subnet(text: &str) -> Result<Ipv4Net, String> {
     if let Ok(net) = text.parse::<Ipv4Net>() {
