@@ -26,7 +26,7 @@ pub struct Cli {
     /// Address to listen on. 0.0.0.0 serves the whole LAN; 127.0.0.1 only this machine.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
-    /// Name shown to clients (default: host name).
+    /// Name shown to clients (default: the name it ran under last time, else the host name).
     #[arg(long)]
     pub name: Option<String>,
     /// State folder (default: the platform data folder).

@@ -140,9 +140,14 @@ fn state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
         })
 }
 
-fn config(cli: &Cli) -> ServerConfig {
+fn config(cli: &Cli, dir: &std::path::Path) -> ServerConfig {
     let mut c = ServerConfig {
-        name: cli.name.clone().unwrap_or_else(csc_shared::host_name),
+        // The name given now, else the one it ran under last time, else the host's.
+        name: cli
+            .name
+            .clone()
+            .or_else(|| csc_shared::state::ServerStore::saved_name(dir))
+            .unwrap_or_else(csc_shared::host_name),
         token_ttl: cli.token_ttl,
         ..ServerConfig::default()
     };
@@ -191,10 +196,11 @@ async fn serve(cli: &Cli, dir: &std::path::Path, file: Option<ConfigFile>) -> Re
     }
     let (tx, rx) =
         csc_shared::server::events::channel(csc_shared::server::events::DEFAULT_CAPACITY);
-    let server = Server::open(dir, config(cli), server_tasks(), Some(tx)).map_err(|e| match e {
-        ServerError::State(s) => Failure::from(s),
-        other => Failure::new(exit::FAILURE, other.to_string()),
-    })?;
+    let server =
+        Server::open(dir, config(cli, dir), server_tasks(), Some(tx)).map_err(|e| match e {
+            ServerError::State(s) => Failure::from(s),
+            other => Failure::new(exit::FAILURE, other.to_string()),
+        })?;
     let origin = headless::TasksOrigin::of(file.as_ref());
     if let Some(file) = file {
         server.set_config(file);

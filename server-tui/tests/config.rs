@@ -595,3 +595,22 @@ fn help_documents_the_config_flag_and_its_exit_code() {
         assert!(text.contains(sub), "{sub} in {text}");
     }
 }
+
+#[test]
+fn a_restart_without_name_keeps_the_name_the_server_was_given() {
+    let (state, conf) = (private_dir(), private_dir());
+    let server = Server::start(state.path(), conf.path(), &["--name", "front desk"]);
+    assert_eq!(server.listening["name"], "front desk");
+    assert!(server.stop().success());
+    // Not renamed after the host on a restart with the same state folder.
+    let server = Server::start(state.path(), conf.path(), &[]);
+    assert_eq!(server.listening["name"], "front desk");
+    assert!(server.stop().success());
+    // A new --name wins, and is the one kept from then on.
+    let server = Server::start(state.path(), conf.path(), &["--name", "lobby"]);
+    assert_eq!(server.listening["name"], "lobby");
+    assert!(server.stop().success());
+    let server = Server::start(state.path(), conf.path(), &[]);
+    assert_eq!(server.listening["name"], "lobby");
+    assert!(server.stop().success());
+}

@@ -393,6 +393,7 @@ impl Server {
         events: Option<EventSender>,
     ) -> Result<Self, ServerError> {
         let store = Arc::new(ServerStore::open(state_dir)?);
+        store.save_name(&config.name)?;
         let identity = store.identity(&config.name)?;
         let token_key = store.token_key()?;
         let registry = registry::Registry::load(store)?;

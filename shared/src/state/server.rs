@@ -15,6 +15,7 @@ use crate::token::TokenKey;
 const CLIENTS_FILE: &str = "clients.json";
 const TOKEN_KEY_FILE: &str = "token.key";
 const LOCK_FILE: &str = "server.lock";
+const NAME_FILE: &str = "name";
 const FORMAT_VERSION: u32 = 1;
 
 /// One paired client as the server remembers it.
@@ -105,6 +106,23 @@ impl ServerStore {
         &self.dir
     }
 
+    /// The name the server last ran under in `dir`, if it was saved (and is not empty); a
+    /// restart without `--name` keeps it instead of taking the host's name again.
+    pub fn saved_name(dir: &Path) -> Option<String> {
+        let bytes = std::fs::read(dir.join(NAME_FILE)).ok()?;
+        let text = String::from_utf8_lossy(&bytes);
+        let name = text.trim();
+        (!name.is_empty()).then(|| crate::message::clean_name(name))
+    }
+
+    /// Remember `name` as the one the server runs under (written only when it changed).
+    pub fn save_name(&self, name: &str) -> Result<(), StateError> {
+        if Self::saved_name(&self.dir).as_deref() == Some(name) {
+            return Ok(());
+        }
+        write_atomic(&self.dir.join(NAME_FILE), format!("{name}\n").as_bytes())
+    }
+
     /// Load or create the server identity.
     pub fn identity(&self, common_name: &str) -> Result<Identity, StateError> {
         Identity::load_or_create(&self.dir, common_name)
@@ -170,6 +188,25 @@ impl ServerStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_name_is_kept_for_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(ServerStore::saved_name(dir.path()), None);
+        let store = ServerStore::open(dir.path()).unwrap();
+        store.save_name("front desk").unwrap();
+        assert_eq!(
+            ServerStore::saved_name(dir.path()).as_deref(),
+            Some("front desk")
+        );
+        store.save_name("lobby").unwrap();
+        assert_eq!(
+            ServerStore::saved_name(dir.path()).as_deref(),
+            Some("lobby")
+        );
+        std::fs::write(dir.path().join(NAME_FILE), " \n").unwrap();
+        assert_eq!(ServerStore::saved_name(dir.path()), None);
+    }
 
     #[test]
     fn registry_round_trip_and_lock() {
