@@ -141,7 +141,7 @@ impl Widget for &App {
             Mode::Normal => {}
             Mode::Help => popup::help(theme, area, buf),
             Mode::Confirm(target) => popup::confirm(target, theme, area, buf),
-            Mode::Input(input) => popup::input(input, self.clients.len(), theme, area, buf),
+            Mode::Input(input) => popup::input(input, self.connected_count(), theme, area, buf),
         }
     }
 }

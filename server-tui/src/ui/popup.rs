@@ -49,12 +49,19 @@ pub fn input_cursor(area: Rect, input: &Input) -> Option<(u16, u16)> {
     widgets::input_cursor(widgets::input_rect(area, 70), input)
 }
 
-pub fn input(input: &Input, clients: usize, theme: Theme, area: Rect, buf: &mut Buffer) {
+/// Who a notice reaches: the clients connected now (a client that is paired but away does
+/// not get it later).
+fn notice_reach(connected: usize) -> String {
+    match connected {
+        0 => "no client is connected now: nobody would get it".into(),
+        1 => "pushed to the 1 connected client".into(),
+        n => format!("pushed to the {n} connected clients"),
+    }
+}
+
+pub fn input(input: &Input, connected: usize, theme: Theme, area: Rect, buf: &mut Buffer) {
     let below = [
-        Line::styled(
-            format!("pushed to every connected client ({clients} paired)"),
-            theme.dim(),
-        ),
+        Line::styled(notice_reach(connected), theme.dim()),
         hint_line(Scope::Input, theme),
     ];
     let rect = widgets::input_rect(area, 70);

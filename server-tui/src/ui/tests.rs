@@ -272,6 +272,12 @@ fn dialogs_and_help_draw_over_the_screen() {
         "{screen}"
     );
     assert!(screen.contains("Enter send") && screen.contains("Esc cancel"));
+    // Three clients are paired and one is connected: the notice reaches that one.
+    assert!(
+        screen.contains("pushed to the 1 connected client"),
+        "{screen}"
+    );
+    assert!(!screen.contains("paired)"), "{screen}");
     // The cursor sits after the typed text.
     let row = lines(terminal.backend().buffer())
         .iter()

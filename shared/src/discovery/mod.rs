@@ -11,7 +11,7 @@ pub mod net;
 mod scan;
 pub mod wire;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -105,7 +105,8 @@ pub enum DiscoveryEvent {
     },
     /// Sweep progress.
     Progress(ScanProgress),
-    /// A server (each address and id once).
+    /// A server: each address and id once, and once more when one first announced unproven
+    /// is then proven in TLS (`verified`).
     Found(Found),
     /// A method has finished.
     Finished(Via),
@@ -233,6 +234,33 @@ impl DiscoveryOptions {
     }
 }
 
+/// Which servers were reported, and whether as proven in TLS.
+#[derive(Debug, Default)]
+struct Seen(HashMap<(PeerId, SocketAddr), bool>);
+
+impl Seen {
+    /// Whether `f` is news: a server and address not reported yet, or one reported unproven
+    /// (an announce) that a TLS handshake has now proven. So a `broadcast?` mark is cleared
+    /// when the sweep verifies the same server.
+    fn news(&mut self, f: &Found) -> bool {
+        match self.0.get_mut(&(f.server_id, f.addr)) {
+            None => {
+                self.0.insert((f.server_id, f.addr), f.verified);
+                true
+            }
+            Some(verified) if !*verified && f.verified => {
+                *verified = true;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// A discovery in progress; dropping it stops every method.
 #[derive(Debug)]
 pub struct Discovery {
@@ -329,13 +357,13 @@ async fn run(dialer: Dialer, options: DiscoveryOptions, out: mpsc::Sender<Discov
     {
         return;
     }
-    let mut seen: HashSet<(PeerId, SocketAddr)> = HashSet::new();
+    let mut seen = Seen::default();
     let mut methods_open = true;
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(DiscoveryEvent::Found(f)) => {
-                    if seen.insert((f.server_id, f.addr)) && out.send(DiscoveryEvent::Found(f)).await.is_err() {
+                    if seen.news(&f) && out.send(DiscoveryEvent::Found(f)).await.is_err() {
                         return;
                     }
                 }
@@ -392,6 +420,28 @@ mod tests {
                 .flat_map(|p| &p.hosts)
                 .all(|ip| ip.is_loopback())
         );
+    }
+
+    #[test]
+    fn an_unproven_server_is_reported_again_once_proven_and_only_then() {
+        let f = |verified: bool, via: Via| Found {
+            addr: "127.0.0.1:47474".parse().unwrap(),
+            server_id: PeerId([7; 32]),
+            name: "s".into(),
+            via,
+            verified,
+            elapsed: Duration::ZERO,
+        };
+        let mut seen = Seen::default();
+        assert!(seen.news(&f(false, Via::Broadcast)));
+        assert!(
+            !seen.news(&f(false, Via::Mdns)),
+            "still unproven: nothing new"
+        );
+        assert!(seen.news(&f(true, Via::Scan)), "proven now: reported again");
+        assert!(!seen.news(&f(true, Via::Scan)));
+        assert!(!seen.news(&f(false, Via::Broadcast)), "never downgraded");
+        assert_eq!(seen.len(), 1, "one server for the count");
     }
 
     #[test]
