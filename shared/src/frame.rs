@@ -210,13 +210,6 @@ impl<S: AsyncRead + Unpin> FramedStream<S> {
 }
 
 impl<S: AsyncWrite + Unpin> FramedStream<S> {
-    /// Queue a frame without flushing; call [`FramedStream::flush`] after a batch.
-    /// A payload over the limit is refused here and the stream stays usable.
-    pub async fn feed(&mut self, payload: Bytes) -> Result<(), FrameError> {
-        self.check_len(&payload)?;
-        self.inner.feed(payload).await.map_err(FrameError::Io)
-    }
-
     fn check_len(&self, payload: &Bytes) -> Result<(), FrameError> {
         if payload.len() > self.max {
             return Err(FrameError::TooLarge {

@@ -384,7 +384,14 @@ async fn a_request_whose_caller_gives_up_mid_write_is_still_written_whole() {
     let sdir = tempfile::tempdir().unwrap();
     let cdir = tempfile::tempdir().unwrap();
     let server = TestServer::start(sdir.path(), test_config()).await;
-    let client = client(cdir.path(), "c");
+    // No keep-alive ping within the test: a ping would write out a stranded frame too, and
+    // hide a missing take-over.
+    let options = ClientOptions {
+        keepalive: Duration::from_secs(60),
+        dead_after: Duration::from_secs(120),
+        ..ClientOptions::default()
+    };
+    let client = csc_shared::client::Client::open(cdir.path(), "c", options).unwrap();
     let session = client.connect(&pair(&client, &server).await).await.unwrap();
     let handle = session.handle();
     let big = "x".repeat(500_000);
