@@ -8,6 +8,8 @@ use csc_shared::server::tasks::config::ConfigFile;
 use csc_shared::server::{ClosedReason, OpenedBy, PairingMode, RevokedBy, ServerEvent};
 use tokio::sync::mpsc;
 
+use crate::hint::PairHint;
+
 pub(crate) fn seconds(s: u64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
 }
@@ -469,7 +471,23 @@ fn render(event: &ServerEvent, json: bool, buf: &mut Vec<u8>) {
         buf.push(b'\n');
     } else {
         let _ = writeln!(buf, "{}", describe(event));
+        if let ServerEvent::Listening { addr, addrs, .. } = event {
+            let _ = writeln!(buf, "{}", pair_hint_line(*addr, addrs));
+        }
     }
+}
+
+/// The line after `listening` that says which command pairs a client, and from where.
+fn pair_hint_line(addr: std::net::SocketAddr, addrs: &[std::net::IpAddr]) -> String {
+    let hint = PairHint::new(addr, addrs);
+    let alternative = hint
+        .alternative
+        .map(|a| format!(" (or: {a})"))
+        .unwrap_or_default();
+    format!(
+        "to pair, run on {}: {}{alternative}",
+        hint.place, hint.command
+    )
 }
 
 /// Append the startup line that says where the tasks came from.

@@ -15,6 +15,7 @@ mod app;
 pub mod cli;
 mod commands;
 mod headless;
+mod hint;
 mod keymap;
 mod settings;
 #[cfg(test)]

@@ -353,6 +353,17 @@ fn a_setting_from_the_file_applies_and_a_flag_overrides_it() {
         first.starts_with("listening on 127.0.0.1:") && first.contains("as \"den\""),
         "{first}"
     );
+    // The server on loopback names the command that pairs with it from this machine.
+    let port = first
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.rsplit(':').next())
+        .unwrap();
+    let hint = lines.next().unwrap().unwrap();
+    assert_eq!(
+        hint,
+        format!("to pair, run on this machine: client-tui pair --server 127.0.0.1:{port}")
+    );
     let second = lines.next().unwrap().unwrap();
     assert_eq!(
         second,

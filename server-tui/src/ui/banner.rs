@@ -13,6 +13,7 @@ use csc_shared::server::{ClosedReason, PairingMode};
 
 use super::{Theme, addresses, countdown, grouped};
 use crate::app::{App, Pane, PendingRequest};
+use crate::hint::PairHint;
 
 /// Whole seconds from now until `at`, rounded up.
 fn secs_until(app: &App, at: std::time::Instant) -> u64 {
@@ -120,13 +121,13 @@ pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buff
         (Some(req), true) => compact_request(app, req, theme, area, buf),
         (Some(req), false) => full_request(app, req, theme, area, buf),
         (None, true) => {
-            let lines = vec![
-                Line::styled("No pairing request.", theme.dim()),
-                Line::from(vec![
+            let mut lines = vec![Line::styled("No pairing request.", theme.dim())];
+            if let Some(hint) = pair_hint(app) {
+                lines.push(Line::from(vec![
                     Span::raw("To pair: "),
-                    Span::styled("client-tui pair", theme.title()),
-                ]),
-            ];
+                    Span::styled(hint.command, theme.title()),
+                ]));
+            }
             Paragraph::new(lines).render(area, buf);
         }
         (None, false) => idle(app, theme, area, buf),
@@ -142,33 +143,28 @@ fn idle(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         .border_style(theme.border());
     let inner = block.inner(area);
     block.render(area, buf);
-    let mut second = vec![
-        Span::raw(" "),
-        Span::styled("client-tui pair", theme.title()),
-    ];
-    if let (Some(ip), Some(addr)) = (addresses(app).first(), app.listening) {
-        second.push(Span::styled(
-            format!(
-                "   (or: client-tui pair --server {})",
-                host_port(*ip, addr.port())
-            ),
-            theme.dim(),
-        ));
+    let Some(hint) = pair_hint(app) else {
+        Paragraph::new(Line::from(" No pairing request waiting.")).render(inner, buf);
+        return;
+    };
+    let mut second = vec![Span::raw(" "), Span::styled(hint.command, theme.title())];
+    if let Some(alternative) = hint.alternative {
+        second.push(Span::styled(format!("   (or: {alternative})"), theme.dim()));
     }
     let lines = vec![
-        Line::from(" No pairing request waiting. To pair, run the client on the same network:"),
+        Line::from(format!(
+            " No pairing request waiting. To pair, run the client on {}:",
+            hint.place
+        )),
         Line::from(second),
     ];
     Paragraph::new(lines).render(inner, buf);
 }
 
-fn host_port(ip: std::net::IpAddr, port: u16) -> String {
-    let port = (port != csc_shared::DEFAULT_PORT).then(|| port.to_string());
-    match (ip, port) {
-        (std::net::IpAddr::V6(v6), Some(p)) => format!("[{v6}]:{p}"),
-        (ip, Some(p)) => format!("{ip}:{p}"),
-        (ip, None) => ip.to_string(),
-    }
+/// How to pair, once the server listens.
+fn pair_hint(app: &App) -> Option<PairHint> {
+    app.listening
+        .map(|addr| PairHint::new(addr, &addresses(app)))
 }
 
 fn compact_request(app: &App, req: &PendingRequest, theme: Theme, area: Rect, buf: &mut Buffer) {

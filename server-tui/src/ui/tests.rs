@@ -138,6 +138,40 @@ fn idle_banner_says_how_to_pair() {
 }
 
 #[test]
+fn a_server_bound_to_loopback_names_the_command_that_reaches_it() {
+    let (mut app, _) = app(80, 24, true);
+    let csc_shared::server::ServerEvent::Listening {
+        port,
+        server_id,
+        server_short,
+        name,
+        addrs,
+        ..
+    } = crate::test_support::listening()
+    else {
+        unreachable!()
+    };
+    app.update(Msg::Engine(csc_shared::server::ServerEvent::Listening {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 47474)),
+        port,
+        server_id,
+        server_short,
+        name,
+        addrs,
+    }));
+    let screen = text(&render(&app));
+    assert!(
+        screen.contains("run the client on this machine:"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("client-tui pair --server 127.0.0.1"),
+        "{screen}"
+    );
+    assert!(!screen.contains("192.168.1.5)"), "{screen}");
+}
+
+#[test]
 fn the_header_and_the_idle_hint_follow_an_address_change() {
     let (mut app, _) = app(80, 24, true);
     let before = text(&render(&app));
@@ -161,7 +195,8 @@ fn the_header_and_the_idle_hint_follow_an_address_change() {
     );
     assert!(!after.contains("192.168.1.5 port"), "{after}");
 
-    // With nothing but loopback, the header says so and the hint offers no address.
+    // With nothing but loopback, the header says so, and the hint names the one address
+    // that works: discovery never searches loopback by itself.
     app.update(Msg::Engine(
         csc_shared::server::ServerEvent::AddressesChanged { addrs: vec![] },
     ));
@@ -170,8 +205,12 @@ fn the_header_and_the_idle_hint_follow_an_address_change() {
         none.contains("listening on port 47474, no network address"),
         "{none}"
     );
-    assert!(!none.contains("--server"), "{none}");
-    assert!(none.contains("client-tui pair"), "{none}");
+    assert!(none.contains("run the client on this machine"), "{none}");
+    assert!(
+        none.contains("client-tui pair --server 127.0.0.1 "),
+        "{none}"
+    );
+    assert!(!none.contains("(or:"), "{none}");
 }
 
 fn app_small() -> (App, std::time::Instant) {
