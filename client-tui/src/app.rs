@@ -260,9 +260,13 @@ impl App {
     fn on_discovery(&mut self, event: DiscoveryEvent) -> Vec<Action> {
         match event {
             DiscoveryEvent::Started {
-                methods, subnets, ..
+                methods,
+                subnets,
+                nothing_to_search,
+                ..
             } => {
                 self.scan.begun = true;
+                self.scan.nothing_to_search = nothing_to_search;
                 self.scan.methods = methods.into_iter().map(|m| (m, false)).collect();
                 self.scan.subnets = subnets
                     .into_iter()

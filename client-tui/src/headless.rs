@@ -706,12 +706,14 @@ fn found_line(f: &Found, paired: bool) -> String {
     )
 }
 
-/// Run discovery to the end, printing as it goes; returns every server found.
+/// Run discovery to the end, printing as it goes; returns every server found. When there is
+/// nothing to search it fails at once with `nothing_code`, saying why and what to type.
 async fn run_discovery(
     client: &Client,
     cli: &Cli,
     out: Output,
     verbose: bool,
+    nothing_code: u8,
 ) -> Result<Vec<Found>, Failure> {
     let Some(options) = discovery_options(cli) else {
         return Err(Failure::new(
@@ -730,7 +732,11 @@ async fn run_discovery(
                 subnets,
                 hosts_left_out,
                 max_hosts,
+                nothing_to_search,
             } => {
+                if let Some(why) = nothing_to_search {
+                    return Err(Failure::new(nothing_code, why));
+                }
                 if hosts_left_out > 0 {
                     // Said on stderr in every mode, so a script's log shows it too.
                     eprintln!(
@@ -796,7 +802,10 @@ async fn run_discovery(
 
 /// `client-tui scan`.
 pub async fn scan(client: &Client, cli: &Cli, out: Output) -> Result<(), Failure> {
-    if run_discovery(client, cli, out, true).await?.is_empty() {
+    if run_discovery(client, cli, out, true, exit::NONE_FOUND)
+        .await?
+        .is_empty()
+    {
         return Err(Failure::new(
             exit::NONE_FOUND,
             "no server found: check that one runs on this network (and that the firewall lets port 47474 through), or search elsewhere with --subnet CIDR",
@@ -812,7 +821,14 @@ pub async fn choose_server(
     cli: &Cli,
     input: &mut Input,
 ) -> Result<SocketAddr, Failure> {
-    let found = run_discovery(client, cli, Output { json: false }, false).await?;
+    let found = run_discovery(
+        client,
+        cli,
+        Output { json: false },
+        false,
+        exit::UNREACHABLE,
+    )
+    .await?;
     let paired: Vec<_> = client.servers()?.iter().map(|s| s.server_id).collect();
     // One entry per server: prefer a verified address.
     let mut servers: Vec<Found> = Vec::new();

@@ -57,6 +57,7 @@ pub fn started(subnets: &[(&str, usize)]) -> DiscoveryEvent {
         subnets: subnets.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
         hosts_left_out: 0,
         max_hosts: 4096,
+        nothing_to_search: None,
     }
 }
 

@@ -98,6 +98,8 @@ pub struct ScanState {
     pub finished: Option<Duration>,
     /// Whether discovery runs at all (every method can be switched off).
     pub enabled: bool,
+    /// Why discovery had nothing to search, and what to do instead.
+    pub nothing_to_search: Option<String>,
 }
 
 impl ScanState {
@@ -110,6 +112,7 @@ impl ScanState {
             begun: false,
             finished: None,
             enabled,
+            nothing_to_search: None,
         }
     }
 

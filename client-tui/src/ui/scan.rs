@@ -7,7 +7,7 @@ use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
     Block, Borders, HighlightSpacing, Padding, Paragraph, Row, StatefulWidget, Table, TableState,
-    Widget,
+    Widget, Wrap,
 };
 
 use super::{Theme, scroll_into_view};
@@ -59,6 +59,14 @@ pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buff
 
 fn progress(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
     let scan = &app.scan;
+    if let Some(why) = &scan.nothing_to_search {
+        // The reason takes the whole panel: it is the one thing to read here.
+        let text = format!("{}. Or press a and type its address.", capitalized(why));
+        Paragraph::new(Line::styled(text, theme.warn()))
+            .wrap(Wrap { trim: true })
+            .render(area, buf);
+        return;
+    }
     let [methods, bar_row, subnets] = Layout::vertical([Constraint::Length(1); 3]).areas(area);
     Paragraph::new(methods_line(scan, theme, compact)).render(methods, buf);
     if scan.enabled {
@@ -87,6 +95,15 @@ fn progress(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer
         ]))
         .render(subnets, buf);
     }
+}
+
+/// `text` with its first letter in upper case.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn methods_line(scan: &ScanState, theme: Theme, compact: bool) -> Line<'static> {

@@ -102,6 +102,9 @@ pub enum DiscoveryEvent {
         hosts_left_out: u64,
         /// The cap that left them out.
         max_hosts: usize,
+        /// Set when no method runs: why there is nothing to search, and what to type
+        /// instead (see [`DiscoveryOptions::nothing_to_search`]). `Done` follows at once.
+        nothing_to_search: Option<String>,
     },
     /// Sweep progress.
     Progress(ScanProgress),
@@ -175,6 +178,13 @@ pub struct Plan {
     pub hosts_left_out: u64,
 }
 
+impl Plan {
+    /// Whether no method has anything to do.
+    pub fn is_empty(&self) -> bool {
+        self.broadcast_targets.is_empty() && !self.mdns && self.sweep.is_empty()
+    }
+}
+
 impl DiscoveryOptions {
     /// Work out the targets. Explicit subnets are a hard scope.
     pub fn plan(&self) -> Plan {
@@ -231,6 +241,43 @@ impl DiscoveryOptions {
             sweep,
             hosts_left_out,
         }
+    }
+}
+
+impl DiscoveryOptions {
+    /// Why `plan` (made from these options) searches nothing, and what to type instead;
+    /// `None` when it searches something. The usual case is a machine, or a network
+    /// namespace, with no address but loopback: discovery never searches loopback unless
+    /// a `--subnet` names it.
+    pub fn nothing_to_search(&self, plan: &Plan) -> Option<String> {
+        if !plan.is_empty() {
+            return None;
+        }
+        let port = if self.port == crate::DEFAULT_PORT {
+            String::new()
+        } else {
+            format!(":{}", self.port)
+        };
+        let here = format!(
+            "for a server on this machine: --server 127.0.0.1{port} (or --subnet 127.0.0.1/32)"
+        );
+        Some(if !self.broadcast && !self.mdns && !self.scan {
+            "nothing to search: every discovery method is off (--no-broadcast, --no-mdns, --no-scan); drop one, or give --server HOST[:PORT]".to_string()
+        } else if !self.subnets.is_empty() {
+            let nets: Vec<String> = self.subnets.iter().map(ToString::to_string).collect();
+            format!(
+                "nothing to search in {}: with --no-scan only a broadcast is sent, and a /31 or /32 has no broadcast address; drop --no-scan",
+                nets.join(", ")
+            )
+        } else if net::local_nets().is_empty() {
+            format!(
+                "nothing to search: no network address but loopback, which is searched only when named; {here}"
+            )
+        } else {
+            format!(
+                "nothing to search with the methods left on (see --no-scan, --no-broadcast, --no-mdns); {here}"
+            )
+        })
     }
 }
 
@@ -291,6 +338,7 @@ pub fn discover(dialer: Dialer, options: DiscoveryOptions) -> Discovery {
 async fn run(dialer: Dialer, options: DiscoveryOptions, out: mpsc::Sender<DiscoveryEvent>) {
     let started = Instant::now();
     let plan = options.plan();
+    let nothing_to_search = options.nothing_to_search(&plan);
     let (tx, mut rx) = mpsc::channel(1024);
     let mut methods = JoinSet::new();
     let mut running = Vec::new();
@@ -351,6 +399,7 @@ async fn run(dialer: Dialer, options: DiscoveryOptions, out: mpsc::Sender<Discov
             subnets,
             hosts_left_out,
             max_hosts: options.max_hosts,
+            nothing_to_search,
         })
         .await
         .is_err()
@@ -396,6 +445,51 @@ async fn run(dialer: Dialer, options: DiscoveryOptions, out: mpsc::Sender<Discov
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_plan_says_why_and_what_to_type() {
+        let searches = DiscoveryOptions {
+            subnets: vec!["127.0.0.0/30".parse().unwrap()],
+            ..DiscoveryOptions::default()
+        };
+        assert_eq!(searches.nothing_to_search(&searches.plan()), None);
+
+        // A /32 has no broadcast address, so without the sweep nothing is left.
+        let no_sweep = DiscoveryOptions {
+            subnets: vec!["127.0.0.1/32".parse().unwrap()],
+            scan: false,
+            ..DiscoveryOptions::default()
+        };
+        let plan = no_sweep.plan();
+        assert!(plan.is_empty());
+        let why = no_sweep.nothing_to_search(&plan).unwrap();
+        assert!(
+            why.contains("127.0.0.1/32") && why.contains("drop --no-scan"),
+            "{why}"
+        );
+
+        let all_off = DiscoveryOptions {
+            broadcast: false,
+            mdns: false,
+            scan: false,
+            port: 7000,
+            ..DiscoveryOptions::default()
+        };
+        let why = all_off.nothing_to_search(&all_off.plan()).unwrap();
+        assert!(why.contains("every discovery method is off"), "{why}");
+
+        // With no interface but loopback (what a lab-less namespace has), the advice names
+        // loopback, with the port when it is not the default.
+        if net::local_nets().is_empty() {
+            let here = DiscoveryOptions {
+                port: 7000,
+                ..DiscoveryOptions::default()
+            };
+            let why = here.nothing_to_search(&here.plan()).unwrap();
+            assert!(why.contains("no network address but loopback"), "{why}");
+            assert!(why.contains("--server 127.0.0.1:7000"), "{why}");
+        }
+    }
 
     #[test]
     fn explicit_subnets_are_a_hard_scope() {
