@@ -192,7 +192,11 @@ async fn connect(client: &Arc<Client>, cli: &Cli) -> Result<Opened, Failure> {
         None => None,
     };
     let reached = client
-        .connect_auto(&server, manual, discovery_options(cli))
+        .connect_auto(
+            &server,
+            manual.map(|addr| (addr, csc_shared::discovery::Via::Manual)),
+            discovery_options(cli),
+        )
         .await?;
     let opened = Opened {
         server: reached.session.server().clone(),
@@ -480,6 +484,9 @@ pub async fn interactive(client: Arc<Client>, cli: &Cli, out: Output) -> Result<
             opened.link
         }
         (Err(ClientError::Select(csc_shared::state::SelectError::NonePaired)), spec) => {
+            // Only an address typed with --server stays first when the link heals; one that
+            // discovery found is saved with the pairing, among the addresses tried anyway.
+            let typed = spec.is_some();
             let addr = match spec {
                 Some(spec) => resolve(spec, cli.port).await?,
                 None => choose_server(&client, cli, &mut input).await?,
@@ -492,7 +499,11 @@ pub async fn interactive(client: Arc<Client>, cli: &Cli, out: Output) -> Result<
                 server.server_id.short(),
                 session.addr()
             );
-            Link::adopt_session(client.clone(), session, link_options(cli, Some(addr)))
+            Link::adopt_session(
+                client.clone(),
+                session,
+                link_options(cli, typed.then_some(addr)),
+            )
         }
         (Err(e), _) => return Err(e.into()),
     };

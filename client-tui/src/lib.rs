@@ -169,15 +169,15 @@ fn client_options(cli: &Cli) -> ClientOptions {
     }
 }
 
-/// How the link heals, from the command line: `manual` first, then the saved addresses and
-/// discovery.
+/// How the link heals, from the command line: `manual` (the address `--server` gave) first,
+/// then the saved addresses and discovery.
 pub(crate) fn link_options(
     cli: &Cli,
     manual: Option<SocketAddr>,
 ) -> csc_shared::client::LinkOptions {
     csc_shared::client::LinkOptions {
         discovery: discovery_options(cli),
-        manual,
+        first: manual.map(|addr| (addr, csc_shared::discovery::Via::Manual)),
         ..csc_shared::client::LinkOptions::default()
     }
 }

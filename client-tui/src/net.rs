@@ -117,9 +117,14 @@ impl Net {
                     pair(client, addr, options, wait, out, cmds)
                 });
             }
-            Action::Connect { link, server, addr } => {
+            Action::Connect {
+                link,
+                server,
+                addr,
+                via,
+            } => {
                 let client = self.client.clone();
-                let options = self.link_options(addr);
+                let options = self.link_options(addr.map(|a| (a, via.unwrap_or(Via::Last))));
                 let wait = self.wait;
                 self.open_link(link, move |out, cmds| {
                     let link = Link::start(client, server, options);
@@ -171,10 +176,12 @@ impl Net {
         }
     }
 
-    fn link_options(&self, manual: Option<SocketAddr>) -> LinkOptions {
+    /// Options for a link that tries `first` first: where the server was just found, and
+    /// how (typed: `manual`).
+    fn link_options(&self, first: Option<(SocketAddr, Via)>) -> LinkOptions {
         LinkOptions {
             discovery: self.discovery.clone(),
-            manual,
+            first,
             ..LinkOptions::default()
         }
     }

@@ -133,6 +133,20 @@ async fn a_moved_server_is_found_again_by_its_pinned_id() {
         )) => {}
         other => panic!("expected unreachable, got {:?}", other.map(|r| r.via)),
     }
+    // When every saved address fails, the error names each of them, not one.
+    gone.addrs = (4..7)
+        .map(|n| SocketAddr::from(([127, 0, 9, n], port)))
+        .collect();
+    match client.connect_auto(&gone, None, None).await {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.contains("none of its 3 addresses answered"), "{text}");
+            for addr in &gone.addrs {
+                assert!(text.contains(&addr.to_string()), "{addr} missing: {text}");
+            }
+        }
+        Ok(r) => panic!("nothing listens there, yet reached via {:?}", r.via),
+    }
     impostor.stop().await;
     server.stop().await;
 }

@@ -427,3 +427,46 @@ async fn a_server_that_moved_is_found_again_by_discovery_and_its_address_saved()
     link.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_address_discovery_found_is_reported_as_saved_after_a_restart_and_a_typed_one_stays_manual()
+ {
+    let (sdir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let addr: SocketAddr = "127.0.12.9:0".parse().unwrap();
+    let server = TestServer::start_on(sdir.path(), test_config(), addr).await;
+    let addr = server.addr;
+    let client = quick_client(cdir.path());
+    let paired = pair(&client, &server).await;
+
+    // Connected to where the sweep found it: the first connection says so; after the server
+    // restarts, the address is only where it was (`last`), not one anybody typed.
+    let found = LinkOptions {
+        first: Some((addr, Via::Scan)),
+        ..no_discovery()
+    };
+    let mut link = Link::start(client.clone(), paired.clone(), found);
+    let first = wait_for(&mut link, "connected", Duration::from_secs(10), connected).await;
+    assert_eq!(first, (addr, Some(Via::Scan)));
+    server.stop().await;
+    wait_for(&mut link, "lost", Duration::from_secs(10), lost).await;
+    let server = TestServer::start_on(sdir.path(), test_config(), addr).await;
+    let again = wait_for(&mut link, "reconnected", Duration::from_secs(20), connected).await;
+    assert_eq!(again, (addr, Some(Via::Last)));
+    link.close().await;
+
+    // Typed with --server: manual every time.
+    let typed = LinkOptions {
+        first: Some((addr, Via::Manual)),
+        ..no_discovery()
+    };
+    let mut link = Link::start(client.clone(), paired, typed);
+    let first = wait_for(&mut link, "connected", Duration::from_secs(10), connected).await;
+    assert_eq!(first, (addr, Some(Via::Manual)));
+    server.stop().await;
+    wait_for(&mut link, "lost", Duration::from_secs(10), lost).await;
+    let server = TestServer::start_on(sdir.path(), test_config(), addr).await;
+    let again = wait_for(&mut link, "reconnected", Duration::from_secs(20), connected).await;
+    assert_eq!(again, (addr, Some(Via::Manual)));
+    link.close().await;
+    server.stop().await;
+}

@@ -79,7 +79,12 @@ impl App {
         self.conn = Some(conn);
         self.screen = Screen::Console;
         self.status = None;
-        vec![Action::Connect { link, server, addr }]
+        vec![Action::Connect {
+            link,
+            server,
+            addr,
+            via,
+        }]
     }
 
     pub(super) fn on_tick(&mut self, clock: Clock) -> Vec<Action> {

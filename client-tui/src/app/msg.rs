@@ -275,6 +275,10 @@ pub enum Action {
         /// filtered on its id follow when it does not answer, then and whenever the link
         /// heals.
         addr: Option<SocketAddr>,
+        /// How `addr` was found: typed by the person (`manual`) keeps it first whenever the
+        /// link heals; one discovery found counts as a saved address after the first
+        /// connection.
+        via: Option<Via>,
     },
     /// Run a task on the open session.
     Run {

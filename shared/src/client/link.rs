@@ -35,8 +35,12 @@ const EVENT_QUEUE: usize = 256;
 pub struct LinkOptions {
     /// Discovery to race the saved addresses against (`None`: saved addresses only).
     pub discovery: Option<DiscoveryOptions>,
-    /// An address to try first (typed by a person, or where the server was just found).
-    pub manual: Option<SocketAddr>,
+    /// An address to try first, and how it was found. One a person typed ([`Via::Manual`],
+    /// `--server`) is tried first on every attempt and reported as `manual`. One discovery
+    /// just found is tried first, and reported with its path, on the link's first connection
+    /// only: later attempts find it among the saved addresses (`last`), since by then it is
+    /// only where the server was.
+    pub first: Option<(SocketAddr, Via)>,
     /// Wait before the second attempt after a loss (the first is at once); doubles after
     /// each failed attempt.
     pub backoff_first: Duration,
@@ -48,7 +52,7 @@ impl Default for LinkOptions {
     fn default() -> Self {
         Self {
             discovery: Some(DiscoveryOptions::default()),
-            manual: None,
+            first: None,
             backoff_first: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
         }
@@ -346,6 +350,8 @@ impl Supervisor {
     }
 
     async fn run(mut self, first: Option<First>, mut stopped: oneshot::Receiver<()>) {
+        // Whether the link has had a connection yet (an adopted session is one).
+        let mut connected_once = first.is_some();
         let mut pending_first = first;
         let mut attempt = 0u32;
         loop {
@@ -354,9 +360,14 @@ impl Supervisor {
                 None => {
                     attempt += 1;
                     self.report(LinkEvent::Connecting { attempt }).await;
+                    let first = match self.options.first {
+                        Some((addr, Via::Manual)) => Some((addr, Via::Manual)),
+                        found if !connected_once => found,
+                        _ => None,
+                    };
                     let connect = self.client.connect_auto(
                         &self.server,
-                        self.options.manual,
+                        first,
                         self.options.discovery.clone(),
                     );
                     let result = tokio::select! {
@@ -395,6 +406,7 @@ impl Supervisor {
                 continue;
             };
             attempt = 0;
+            connected_once = true;
             self.server = session.server().clone();
             self.state.send_replace(Up::Ready(session.handle()));
             self.report(LinkEvent::Connected {
