@@ -629,7 +629,7 @@ pub fn servers(client: &Client, out: Output) -> Result<(), Failure> {
         out.line(
             format!(
                 "{:<24} {:<10} {:<28} {}",
-                "NAME", "ID", "LAST ADDRESS", "TOKEN EXPIRES"
+                "NAME", "ID", "LAST ADDRESS", "TOKEN"
             ),
             Value::Null,
         );
@@ -652,13 +652,31 @@ pub fn servers(client: &Client, out: Output) -> Result<(), Failure> {
                 "addrs": s.addrs,
                 "token_expires_at": s.token_expires_at,
                 "paired_at": s.paired_at,
+                "refused": s.refused,
             }),
         );
     }
     Ok(())
 }
 
+/// One or two words for why a server refused the token.
+fn refusal_word(reason: csc_shared::message::RepairReason) -> &'static str {
+    use csc_shared::message::RepairReason::*;
+    match reason {
+        Revoked => "revoked",
+        Expired => "expired",
+        Unknown => "unknown to the server",
+        KeyMismatch => "key mismatch",
+        Invalid => "invalid token",
+        Other => "repair required",
+    }
+}
+
+/// The token's state: refused by the server (pair again), expired, or when it expires.
 fn expiry(s: &PairedServer) -> String {
+    if let Some(refused) = s.refused {
+        return format!("refused: {} (pair again)", refusal_word(refused.reason));
+    }
     let now = csc_shared::unix_now();
     if s.token_expires_at <= now {
         return "expired".into();

@@ -48,6 +48,7 @@ pub fn paired(name: &str, n: u8) -> PairedServer {
         token: "token".into(),
         token_expires_at: NOW_UNIX + 30 * 86_400 - 3600,
         paired_at: NOW_UNIX - 86_400,
+        refused: None,
     }
 }
 

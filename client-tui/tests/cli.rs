@@ -336,3 +336,36 @@ fn scan_that_finds_nothing_exits_16_and_says_what_the_host_cap_left_out() {
     assert!(err.contains("65526 hosts are not swept"), "{err}");
     assert!(err.contains("no server found"), "{err}");
 }
+
+#[test]
+fn servers_lists_a_revoked_pairing_as_refused_until_it_is_paired_again() {
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(sdir.path(), 0);
+    assert!(pair(&mut server, cdir.path(), &[&right]).status.success());
+    let listed = run(client(cdir.path()).arg("servers"));
+    assert!(text(&listed.stdout).contains("days"), "{listed:?}");
+
+    // Revoked by its operator: the next attempt learns it, and the listing says so.
+    let out = Command::new(server_bin())
+        .args(["forget", "kiosk", "--state-dir"])
+        .arg(sdir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(client(cdir.path()).args(["send", "ping"]));
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let listed = text(&run(client(cdir.path()).arg("servers")).stdout);
+    assert!(listed.contains("refused: revoked (pair again)"), "{listed}");
+    assert!(!listed.contains("days"), "{listed}");
+    let json = run(client(cdir.path()).args(["servers", "--json"]));
+    let v: Value = serde_json::from_str(text(&json.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(v["refused"]["reason"], "revoked", "{v}");
+
+    // Paired again: the mark goes with the old pairing.
+    assert!(pair(&mut server, cdir.path(), &[&right]).status.success());
+    let listed = text(&run(client(cdir.path()).arg("servers")).stdout);
+    assert!(!listed.contains("refused"), "{listed}");
+    assert!(listed.contains("days"), "{listed}");
+    server.stop();
+}

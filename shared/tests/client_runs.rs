@@ -194,6 +194,7 @@ async fn world() -> World {
         token: "t".into(),
         token_expires_at: 0,
         paired_at: 0,
+        refused: None,
     };
     World {
         client,

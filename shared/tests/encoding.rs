@@ -343,6 +343,7 @@ async fn the_engine_writes_json_to_a_server_that_knows_only_csc1() {
         token: "a token the old server takes".into(),
         token_expires_at: 4_000_000_000,
         paired_at: 0,
+        refused: None,
     };
     let session = client.connect_addr(&paired, old.addr).await.unwrap();
     assert_eq!(session.handle().encoding(), Encoding::Json);

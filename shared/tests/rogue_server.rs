@@ -628,6 +628,7 @@ fn hostile_answers_in_a_session_are_clamped_or_end_it() {
         token: "token".into(),
         token_expires_at: 0,
         paired_at: 0,
+        refused: None,
     };
     proptest!(config(), |((auth, request) in session_replies())| {
         w.rt.block_on(async {
@@ -845,6 +846,7 @@ fn a_silent_server_cannot_hold_a_request_or_the_close() {
             token: "token".into(),
             token_expires_at: 0,
             paired_at: 0,
+            refused: None,
         };
         let session = w.client.connect(&server).await.unwrap();
         match within("request", budget(1), session.request("ping", vec![]))
@@ -897,6 +899,7 @@ fn a_flood_of_notices_with_terminal_escapes_is_bounded_and_cleaned() {
             token: "token".into(),
             token_expires_at: 0,
             paired_at: 0,
+            refused: None,
         };
         let mut session = w.client.connect(&server).await.unwrap();
         // The name it claims is cut and stripped of control characters.

@@ -448,6 +448,7 @@ impl Supervisor {
             s.close().await;
         }
         if let Ended::Repair(reason) = why {
+            self.client.note_refusal(&self.server, reason).await;
             self.report(LinkEvent::RepairRequired { reason }).await;
         }
     }

@@ -336,13 +336,38 @@ impl Client {
         Err(last.unwrap_or(ClientError::unreachable("(none)", "no address")))
     }
 
-    /// Open a session with `server` at `addr` (its id is still pinned).
+    /// Open a session with `server` at `addr` (its id is still pinned). A refusal that
+    /// needs a new pairing is recorded with the pairing ([`PairedServer::refused`]).
     pub async fn connect_addr(
         &self,
         server: &PairedServer,
         addr: SocketAddr,
     ) -> Result<Session, ClientError> {
-        Session::open(self, server, addr).await
+        let result = Session::open(self, server, addr).await;
+        if let Err(ClientError::RepairRequired { reason }) = &result {
+            self.note_refusal(server, *reason).await;
+        }
+        result
+    }
+
+    /// Record that `server` refused this client's token for `reason`, so `servers` lists
+    /// it as needing a new pairing. A failure to write is logged: the refusal itself has
+    /// been reported to the caller already.
+    pub(crate) async fn note_refusal(&self, server: &PairedServer, reason: RepairReason) {
+        let refusal = crate::state::Refusal {
+            reason,
+            at: crate::unix_now(),
+        };
+        let (store, id, token) = (self.store.clone(), server.server_id, server.token.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            store.update(|f| f.mark_refused(&id, &token, refusal))
+        })
+        .await;
+        match written {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("cannot record the server's refusal: {e}"),
+            Err(e) => tracing::warn!("cannot record the server's refusal: {e}"),
+        }
     }
 
     /// Forget `query`'s pairing: ask the server to revoke it (best effort), then delete it

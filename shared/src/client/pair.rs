@@ -368,6 +368,7 @@ impl Pairing {
                     token,
                     token_expires_at: limits::token_expiry(token_expires_at, now),
                     paired_at: now,
+                    refused: None,
                 };
                 server.remember_addr(self.challenge.addr);
                 let saved = server.clone();

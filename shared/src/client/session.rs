@@ -182,6 +182,8 @@ impl Session {
             } => {
                 let renewed = token.is_some();
                 let moved = server.addrs.first() != Some(&addr);
+                // Accepted again (a refusal noted before no longer holds).
+                let cleared = server.refused.take().is_some();
                 if let Some(t) = token {
                     server.token = t;
                     server.token_expires_at =
@@ -189,7 +191,7 @@ impl Session {
                 }
                 server.name = crate::message::clean_name(&server_name);
                 server.remember_addr(addr);
-                if renewed || moved {
+                if renewed || moved || cleared {
                     let saved = server.clone();
                     let store = client.store.clone();
                     tokio::task::spawn_blocking(move || {

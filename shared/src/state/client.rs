@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsio::{StateError, StateLock, ensure_private_dir, read_json, write_json};
 use crate::identity::{Identity, PeerId};
+use crate::message::RepairReason;
 
 const SERVERS_FILE: &str = "servers.json";
 const LOCK_FILE: &str = "client.lock";
@@ -27,6 +28,20 @@ pub struct PairedServer {
     pub token_expires_at: u64,
     /// When pairing happened, Unix seconds.
     pub paired_at: u64,
+    /// Set when the server last refused this pairing for good (revoked, token expired,
+    /// client unknown to it): the client has to pair again. Cleared when a session opens
+    /// with it again; a new pairing replaces the whole entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+}
+
+/// Why a paired server refused this client's token, as it said the last time it was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// What the server said.
+    pub reason: RepairReason,
+    /// When, Unix seconds.
+    pub at: u64,
 }
 
 impl PairedServer {
@@ -99,6 +114,22 @@ impl ServersFile {
     /// The entry for `id`, if paired.
     pub fn get(&self, id: &PeerId) -> Option<&PairedServer> {
         self.servers.iter().find(|s| s.server_id == *id)
+    }
+
+    /// Record that the server `id` refused `token`. Nothing changes when the entry has
+    /// another token by now (it was paired again meanwhile); returns whether it changed.
+    pub fn mark_refused(&mut self, id: &PeerId, token: &str, refusal: Refusal) -> bool {
+        match self
+            .servers
+            .iter_mut()
+            .find(|s| s.server_id == *id && s.token == token)
+        {
+            Some(s) => {
+                s.refused = Some(refusal);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Insert or replace the entry for `server.server_id`.
@@ -182,6 +213,7 @@ mod tests {
             token: "t".into(),
             token_expires_at: 0,
             paired_at: 0,
+            refused: None,
         }
     }
 

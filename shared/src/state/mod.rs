@@ -8,7 +8,7 @@ mod client;
 mod server;
 
 pub use crate::fsio::{StateError, StateLock, ensure_private_dir, read_json, write_atomic};
-pub use client::{ClientStore, PairedServer, SelectError, ServersFile};
+pub use client::{ClientStore, PairedServer, Refusal, SelectError, ServersFile};
 pub use server::{ClientRecord, ClientsFile, MAX_TOMBSTONES, RevokedRecord, ServerStore};
 
 use std::path::PathBuf;
