@@ -244,3 +244,46 @@ fn the_readme_quick_start_works_as_written() {
     let server = server.unwrap();
     server.wait_text("1 paired");
 }
+
+/// Takes the lab of `prefix` down when dropped, whatever the test did.
+struct LabDown(&'static str, String);
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let _ = Command::new(self.0)
+            .env("LAB_PREFIX", &self.1)
+            .arg("down")
+            .status();
+    }
+}
+
+#[test]
+fn scripts_lab_run_inside_a_network_namespace_makes_a_lab_that_outlives_it() {
+    let Some(ns) = Loopback::new() else { return };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/lab");
+    let prefix = format!(
+        "fl{}{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let _down = LabDown(script, prefix.clone());
+    // As a person would from a shell in a namespace: `ip netns exec NAME scripts/lab up 1`.
+    // That command gets a private mount namespace, which ends with it.
+    let out = ns
+        .cmd(script)
+        .env("LAB_PREFIX", &prefix)
+        .args(["up", "1", "10.219.7"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Afterwards the host is still there, with its address.
+    let out = Command::new(script)
+        .env("LAB_PREFIX", &prefix)
+        .args([
+            "exec", "h1", "ip", "-4", "-o", "addr", "show", "dev", "eth0",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains("10.219.7.11/24"), "{out:?}");
+}
