@@ -17,6 +17,7 @@ mod commands;
 mod headless;
 mod hint;
 mod keymap;
+mod service;
 mod settings;
 #[cfg(test)]
 mod test_support;
@@ -218,7 +219,7 @@ async fn serve(cli: &Cli, dir: &std::path::Path, file: Option<ConfigFile>) -> Re
         .map_err(|e| Failure::new(exit::BIND, format!("cannot listen on {addr}: {e}")))?;
     // Answer discovery probes on the same address and port; advertise over mDNS unless
     // told not to. Kept alive until the server stops.
-    let _discovery = match server.serve_discovery(bound, !cli.no_mdns).await {
+    let discovery = match server.serve_discovery(bound, !cli.no_mdns).await {
         Ok(d) => Some(d),
         Err(e) => {
             tracing::warn!("discovery probes will not be answered: UDP {bound}: {e}");
@@ -234,6 +235,9 @@ async fn serve(cli: &Cli, dir: &std::path::Path, file: Option<ConfigFile>) -> Re
             }
         })
     };
+    // Signal handlers first: a SIGTERM right after READY must stop the server cleanly.
+    let shutdown = service::stopping_on(tui_kit::terminal::shutdown_signal());
+    service::ready(bound);
     if wants_tui(cli) {
         let result = tui::run(
             server,
@@ -244,7 +248,7 @@ async fn serve(cli: &Cli, dir: &std::path::Path, file: Option<ConfigFile>) -> Re
                 open_for: cli.open_for,
                 origin,
             },
-            tui_kit::terminal::shutdown_signal(),
+            shutdown,
         )
         .await;
         control.abort();
@@ -261,16 +265,16 @@ async fn serve(cli: &Cli, dir: &std::path::Path, file: Option<ConfigFile>) -> Re
         .name("events".into())
         .spawn(move || headless::print_events(rx, json, origin))
         .map_err(|e| Failure::new(exit::FAILURE, format!("cannot start the printer: {e}")))?;
-    let result = server
-        .run(listener, tui_kit::terminal::shutdown_signal())
-        .await;
+    let result = server.run(listener, shutdown).await;
     control.abort();
     if let Some(h) = hangup {
         h.abort();
     }
     let _ = std::fs::remove_file(csc_shared::server::control::socket_path(dir));
-    // The engine (and its event sender) is gone once run returns; the printer drains and
-    // ends. One stuck on a stdout nobody reads is left behind rather than waited for.
+    // The engine's event sender goes with the last handle on it (the discovery responder
+    // holds one); then the printer drains and ends. One stuck on a stdout nobody reads is
+    // left behind rather than waited for.
+    drop(discovery);
     drop(control);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     while !printer.is_finished() && tokio::time::Instant::now() < deadline {
