@@ -503,11 +503,15 @@ impl App {
         }
     }
 
+    /// The offsets after the selection or the viewport changed: the selection in view, and
+    /// no row that would fit hidden above.
     fn keep_selection_visible(&mut self) {
         let rows = crate::ui::client_rows(self);
-        self.offset = crate::ui::scroll_into_view(self.offset, self.selected, rows);
+        self.offset =
+            crate::ui::scroll_into_view(self.offset, self.selected, rows, self.clients.len());
         let rows = crate::ui::run_rows(self);
-        self.run_offset = crate::ui::scroll_into_view(self.run_offset, self.run_selected, rows);
+        self.run_offset =
+            crate::ui::scroll_into_view(self.run_offset, self.run_selected, rows, self.runs.len());
     }
 
     fn clamp_log_scroll(&mut self) {

@@ -362,9 +362,12 @@ impl App {
         self.keep_selection_visible();
     }
 
+    /// The host list's offset after the selection or the viewport changed: the selection in
+    /// view, and no row that would fit hidden above.
     pub(super) fn keep_selection_visible(&mut self) {
         let rows = crate::ui::host_rows(self);
-        self.offset = crate::ui::scroll_into_view(self.offset, self.selected, rows);
+        self.offset =
+            crate::ui::scroll_into_view(self.offset, self.selected, rows, self.hosts.len());
     }
 }
 

@@ -594,3 +594,26 @@ fn no_color_means_no_colours() {
             .any(|c| c.fg != Color::Reset)
     );
 }
+
+/// Through a terminal too small to draw anything and back: every server found is listed
+/// again, without a key to bring it back.
+#[test]
+fn after_a_resize_through_too_small_every_host_that_fits_is_shown() {
+    for (w, h) in [(100, 30), (200, 50)] {
+        let (mut app, _) = app(100, 30, true);
+        for (name, n) in [("lobby-pc", 2), ("till-7", 3)] {
+            app.update(scan_msg(
+                &app,
+                DiscoveryEvent::Found(found(name, n, Via::Broadcast)),
+            ));
+        }
+        app.update(ch('j'));
+        app.update(Msg::Resize(39, 11));
+        app.update(Msg::Resize(w, h));
+        let lines = lines(&render(&app));
+        let screen = lines.join("\n");
+        row_with(&lines, "lobby-pc");
+        assert!(row_with(&lines, "till-7").contains('▶'), "{screen}");
+        assert_eq!(app.offset, 0, "{w}x{h}");
+    }
+}

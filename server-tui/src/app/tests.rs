@@ -594,3 +594,28 @@ fn refusals_and_renames_are_logged() {
         "a rename makes the client list stale"
     );
 }
+
+#[test]
+fn a_resize_never_leaves_an_offset_that_hides_rows_that_fit() {
+    let (mut app, _) = app(100, 30, true);
+    let many: Vec<_> = (0..40u8)
+        .map(|i| client(&format!("c{i:03}"), i, 0, 0))
+        .collect();
+    app.update(Msg::Clients(many));
+    app.update(key(KeyCode::End));
+    let rows = crate::ui::client_rows(&app);
+    assert_eq!(app.offset, 40 - rows);
+    // Taller: the rows above the selection come back into view.
+    app.update(Msg::Resize(200, 50));
+    let taller = crate::ui::client_rows(&app);
+    assert!(taller > rows, "{taller} > {rows}");
+    assert_eq!(app.offset, 40usize.saturating_sub(taller));
+    // Too small, then back: the same offset as before.
+    app.update(Msg::Resize(39, 11));
+    app.update(Msg::Resize(100, 30));
+    assert_eq!(app.offset, 40 - rows);
+    app.update(key(KeyCode::Home));
+    app.update(Msg::Resize(39, 11));
+    app.update(Msg::Resize(100, 30));
+    assert_eq!(app.offset, 0);
+}

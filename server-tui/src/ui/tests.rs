@@ -477,3 +477,36 @@ fn the_header_says_when_there_is_no_configuration_file() {
         lines[0]
     );
 }
+
+/// Through a terminal too small to draw anything and back: every row that fits is shown again,
+/// for the clients table and for the runs table, without a key to bring them back.
+#[test]
+fn after_a_resize_through_too_small_every_row_that_fits_is_shown() {
+    for (w, h) in [(100, 30), (200, 50)] {
+        let (mut app, _) = app(100, 30, true);
+        app.update(Msg::Clients(vec![
+            client("kiosk-1", 1, 1, 0),
+            client("pos-3", 2, 1, 0),
+        ]));
+        app.update(Msg::Runs(vec![
+            run_view(12, "kiosk-1", 1, "count", &[], 42),
+            run_view(15, "pos-3", 2, "cat", &[], 5),
+        ]));
+        // The second client and the second run selected.
+        app.update(ch('j'));
+        app.update(key(KeyCode::Tab));
+        app.update(ch('j'));
+        app.update(key(KeyCode::BackTab));
+        app.update(Msg::Resize(39, 11));
+        app.update(Msg::Resize(w, h));
+        let lines = lines(&render(&app));
+        let screen = lines.join("\n");
+        assert!(lines[1].contains("2 paired"), "{w}x{h}\n{screen}");
+        // Each client has a row in the clients table and one in the runs table.
+        for name in ["kiosk-1", "pos-3"] {
+            let rows = lines.iter().filter(|l| l.contains(name)).count();
+            assert_eq!(rows, 2, "{name} at {w}x{h}\n{screen}");
+        }
+        assert_eq!((app.offset, app.run_offset), (0, 0), "{w}x{h}");
+    }
+}
