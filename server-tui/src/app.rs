@@ -514,9 +514,12 @@ impl App {
             crate::ui::scroll_into_view(self.run_offset, self.run_selected, rows, self.runs.len());
     }
 
+    /// The log's scroll within its screen lines (wrapped at the pane's width), so the oldest
+    /// line is at most at the top.
     fn clamp_log_scroll(&mut self) {
         let rows = crate::ui::log_rows(self);
-        self.log_scroll = self.log_scroll.min(self.log.len().saturating_sub(rows));
+        let lines = crate::ui::log_lines(self);
+        self.log_scroll = self.log_scroll.min(lines.saturating_sub(rows));
     }
 
     fn set_clients(&mut self, mut list: Vec<ClientView>) {
@@ -733,15 +736,18 @@ impl App {
         if self.log.len() == LOG_CAPACITY {
             self.log.pop_front();
         }
-        self.log.push_back(LogLine {
+        let line = LogLine {
             unix: self.clock.unix,
             level,
             text,
-        });
+        };
         if self.log_scroll > 0 {
             // Someone is reading back: keep their lines where they are.
-            self.log_scroll += 1;
+            self.log_scroll += crate::ui::log_line_count(self, &line);
+            self.log.push_back(line);
             self.clamp_log_scroll();
+        } else {
+            self.log.push_back(line);
         }
     }
 }

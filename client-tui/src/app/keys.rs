@@ -369,6 +369,19 @@ impl App {
         self.offset =
             crate::ui::scroll_into_view(self.offset, self.selected, rows, self.hosts.len());
     }
+
+    /// The console after the viewport changed: its lines wrap at the new width, and its
+    /// scroll stays within them. A terminal too small to draw keeps the last width.
+    pub(super) fn fit_console(&mut self) {
+        let Some(width) = crate::ui::console_width(self) else {
+            return;
+        };
+        let rows = crate::ui::console_rows(self);
+        if let Some(conn) = self.conn.as_mut() {
+            conn.width = width;
+            conn.scroll = conn.scroll.min(conn.line_count().saturating_sub(rows));
+        }
+    }
 }
 
 /// Tab in the console: complete the task name being typed (as far as the tasks that start

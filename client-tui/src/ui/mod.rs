@@ -70,6 +70,11 @@ pub fn host_rows(app: &App) -> usize {
         .max(1)
 }
 
+/// Width the console's text wraps at on `app`'s terminal; `None` when it is too small to draw.
+pub fn console_width(app: &App) -> Option<usize> {
+    areas(screen(app)).map(|a| console::text_width(a.body.width, a.compact))
+}
+
 /// Console lines visible on the console screen.
 pub fn console_rows(app: &App) -> usize {
     areas(screen(app))

@@ -510,3 +510,77 @@ fn after_a_resize_through_too_small_every_row_that_fits_is_shown() {
         assert_eq!((app.offset, app.run_offset), (0, 0), "{w}x{h}");
     }
 }
+
+/// The event log's text rows between its borders, after the time column, without the padding.
+fn log_text(lines: &[String]) -> Vec<String> {
+    let top = lines
+        .iter()
+        .position(|l| l.contains(" Events "))
+        .expect("the events pane");
+    lines[top + 1..]
+        .iter()
+        .take_while(|l| l.starts_with('│'))
+        .map(|l| {
+            let inner: String = l.chars().skip(1 + 9).collect();
+            inner.trim_end_matches(['│', ' ']).to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn long_event_lines_wrap_and_scrolling_counts_the_wrapped_lines() {
+    // At 60 columns, 49 are left for the text: each of these lines takes three.
+    let (mut requested, _) = app(60, 30, true);
+    requested.update(Msg::Engine(pair_request(5, "kiosk-1", 23, "122077")));
+    let shown = lines_of(&requested);
+    let screen = shown.join("\n");
+    let joined = log_text(&shown).join(" ");
+    assert!(
+        joined.contains("pair request from kiosk-1 (10.0.0.23:51234, client id"),
+        "{screen}"
+    );
+    assert!(
+        joined.contains("expires in 120 s, 5 attempts"),
+        "wrapped, not cut:\n{screen}"
+    );
+
+    let (mut app, _) = app(60, 24, true);
+    for i in 0..20 {
+        let words: String = (0..14).map(|w| format!("e{i:02}w{w:02} ")).collect();
+        app.update(Msg::Log(
+            crate::app::Level::Info,
+            format!("{words}END{i:02}"),
+        ));
+    }
+    let text = log_text(&lines_of(&app));
+    assert!(
+        text.last().is_some_and(|l| l.ends_with("END19")),
+        "the newest line, whole, at the bottom: {text:#?}"
+    );
+    // Back to the oldest, line by line, and to the newest again.
+    app.update(key(KeyCode::BackTab));
+    assert_eq!(app.focus, crate::app::Pane::Log);
+    app.update(key(KeyCode::Home));
+    let text = log_text(&lines_of(&app));
+    assert!(
+        text.first().is_some_and(|l| l.starts_with("listening on")),
+        "Home reaches the oldest line: {text:#?}"
+    );
+    for _ in 0..100 {
+        app.update(ch('j'));
+    }
+    assert_eq!(app.log_scroll, 0);
+    let text = log_text(&lines_of(&app));
+    assert!(
+        text.last().is_some_and(|l| l.ends_with("END19")),
+        "{text:#?}"
+    );
+    // One line up shows one screen line more, not one event more.
+    app.update(ch('k'));
+    let text = log_text(&lines_of(&app));
+    assert!(text.last().is_some_and(|l| l.contains("e19w")), "{text:#?}");
+}
+
+fn lines_of(app: &App) -> Vec<String> {
+    lines(&render(app))
+}
