@@ -514,7 +514,7 @@ fn paired_servers_and_the_forget_dialog() {
         assert!(screen.contains("Forget till-7"), "{screen}");
         if w == 80 {
             assert!(
-                screen.contains("y forget") && screen.contains("n cancel"),
+                screen.contains("y forget") && screen.contains("n/Esc keep"),
                 "{screen}"
             );
         }

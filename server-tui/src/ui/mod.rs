@@ -247,8 +247,21 @@ pub fn addresses(app: &App) -> Vec<std::net::IpAddr> {
     }
 }
 
+/// The key hints, or what the last key did not do (until the next key). While a question is
+/// open, every key that answers it is written.
 fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let hints = keymap::MAP.hints(&app.scopes());
+    if let Some(status) = &app.status {
+        Paragraph::new(Line::styled(
+            format!(" {}", status.text),
+            theme.level(status.level),
+        ))
+        .render(area, buf);
+        return;
+    }
+    let hints = match app.mode {
+        Mode::Confirm(_) => keymap::MAP.answer_hints(&app.scopes()),
+        _ => keymap::MAP.hints(&app.scopes()),
+    };
     widgets::footer(hints, Overflow::Stop, *theme, area, buf);
 }
 

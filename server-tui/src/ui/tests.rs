@@ -244,7 +244,7 @@ fn dialogs_and_help_draw_over_the_screen() {
     let screen = text(&render(&app));
     assert!(screen.contains("Revoke kiosk-1"), "{screen}");
     assert!(
-        screen.contains("y revoke") && screen.contains("n cancel"),
+        screen.contains("y revoke") && screen.contains("n/Esc keep"),
         "{screen}"
     );
     let footer = lines(&render(&app))[23].clone();
@@ -583,4 +583,32 @@ fn long_event_lines_wrap_and_scrolling_counts_the_wrapped_lines() {
 
 fn lines_of(app: &App) -> Vec<String> {
     lines(&render(app))
+}
+
+#[test]
+fn the_confirmation_says_which_keys_answer_and_a_silent_key_speaks_in_the_footer() {
+    let mut app = busy(80, 24, true);
+    app.update(ch('x'));
+    let lines = lines(&render(&app));
+    let screen = lines.join("\n");
+    let answers = row_with(&lines, "y revoke");
+    assert!(answers.contains("n/Esc keep"), "{screen}");
+    assert!(lines[23].contains("y revoke") && lines[23].contains("n/Esc keep"));
+    assert!(!screen.contains("n notice"), "{screen}");
+
+    app.update(key(KeyCode::Esc));
+    // From the clients table (after the requests) to the events.
+    app.update(key(KeyCode::Tab));
+    app.update(ch('x'));
+    let footer = lines_of(&app)[23].clone();
+    assert!(
+        footer.contains("x works in the clients table (Tab moves there)"),
+        "{footer}"
+    );
+    app.update(ch('k'));
+    let footer = lines_of(&app)[23].clone();
+    assert!(
+        footer.contains("q quit"),
+        "hints again after the next key: {footer}"
+    );
 }
