@@ -148,6 +148,7 @@ impl App {
             Msg::Resize(w, h) => {
                 self.size = (w, h);
                 self.keep_selection_visible();
+                self.fit_console();
                 Vec::new()
             }
             Msg::Tick(clock) => self.on_tick(clock),

@@ -322,9 +322,10 @@ pub const BINDINGS: &[Binding] = &[
         help: "close without adding",
         hint: Some("cancel"),
     },
-    // Confirmation.
+    // Confirmation: only `y` forgets (Enter is no answer to a question that cannot be
+    // undone), as in the server's revoke confirmation.
     Binding {
-        keys: &[Key::ch('y'), Key::plain(KeyCode::Enter)],
+        keys: &[Key::ch('y')],
         command: Command::Confirm,
         scope: Scope::Dialog,
         help: "yes, forget it",
@@ -335,7 +336,7 @@ pub const BINDINGS: &[Binding] = &[
         command: Command::Cancel,
         scope: Scope::Dialog,
         help: "no, keep it",
-        hint: Some("cancel"),
+        hint: Some("keep"),
     },
     // The task list.
     Binding {

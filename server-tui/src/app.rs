@@ -9,12 +9,13 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crossterm::event::{Event, KeyEvent, KeyEventKind};
+use crossterm::event::{Event, KeyEvent, KeyEventKind, KeyModifiers};
 use csc_shared::identity::PeerId;
 use csc_shared::server::{
     ClientView, ClosedReason, PairingMode, PairingStatus, RunView, ServerEvent,
 };
 use tui_input::Input;
+use tui_kit::keymap::Key;
 
 use crate::headless::TasksOrigin;
 use crate::keymap::{self, Command, Scope};
@@ -171,6 +172,16 @@ pub struct RevokeTarget {
     pub name: String,
 }
 
+/// A line for the footer in place of the key hints, until the next key: why a key did
+/// nothing, and where it would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Marking.
+    pub level: Level,
+    /// What.
+    pub text: String,
+}
+
 /// What has the keyboard.
 #[derive(Debug, Clone)]
 pub enum Mode {
@@ -251,6 +262,8 @@ pub struct App {
     pub pairing: PairingView,
     /// How long `o` opens a pairing window for.
     pub open_for: Duration,
+    /// Said in the footer until the next key.
+    pub status: Option<Status>,
     stale: bool,
     last_refresh: Option<Instant>,
 }
@@ -282,6 +295,7 @@ impl App {
             mode: Mode::Normal,
             pairing: PairingView::from_status(&options.pairing, clock.instant),
             open_for: options.open_for,
+            status: None,
             stale: true,
             last_refresh: None,
         }
@@ -355,12 +369,20 @@ impl App {
     }
 
     fn on_key(&mut self, key: KeyEvent) -> Option<Action> {
+        // What a key did not do is said until the next one.
+        self.status = None;
         let command = keymap::MAP.lookup(&self.scopes(), &key);
         if command == Some(Command::Quit) {
             return Some(Action::Quit);
         }
         match &mut self.mode {
-            Mode::Normal => command.and_then(|c| self.on_command(c)),
+            Mode::Normal => match command {
+                Some(c) => self.on_command(c),
+                None => {
+                    self.explain(&key);
+                    None
+                }
+            },
             Mode::Help => {
                 if command == Some(Command::Cancel) {
                     self.mode = Mode::Normal;
@@ -401,32 +423,73 @@ impl App {
         }
     }
 
+    /// Say why `key` did nothing on the main screen: the pane where it works, or that it is no
+    /// key at all. No key is silent.
+    fn explain(&mut self, key: &KeyEvent) {
+        let pressed = Key {
+            code: key.code,
+            mods: key.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT),
+        }
+        .label();
+        let elsewhere = keymap::BINDINGS
+            .iter()
+            .filter(|b| matches!(b.scope, Scope::Clients | Scope::Runs))
+            .find(|b| b.keys.iter().any(|k| k.matches(key)));
+        let text = match elsewhere {
+            Some(b) if b.scope == Scope::Runs && self.runs.is_empty() => format!(
+                "{pressed} works in the runs table, and nothing runs now: {}",
+                b.help
+            ),
+            Some(b) => format!(
+                "{pressed} works in the {} (Tab moves there): {}",
+                b.scope.title().to_lowercase(),
+                b.help
+            ),
+            None => format!("{pressed} does nothing here: ? lists the keys"),
+        };
+        self.say(Level::Info, text);
+    }
+
+    fn say(&mut self, level: Level, text: impl Into<String>) {
+        self.status = Some(Status {
+            level,
+            text: text.into(),
+        });
+    }
+
     fn on_command(&mut self, command: Command) -> Option<Action> {
         match command {
             Command::Help => self.mode = Mode::Help,
             Command::Notice => self.mode = Mode::Input(Input::default()),
             Command::OpenPairing => return Some(Action::OpenPairing),
             Command::ClosePairing => {
-                return self.pairing.open.then_some(Action::ClosePairing);
+                if self.pairing.open {
+                    return Some(Action::ClosePairing);
+                }
+                self.say(Level::Info, "pairing is already closed (o opens it)");
             }
             Command::Reload => return Some(Action::Reload),
             Command::StopRun => {
-                return self
+                let run = self
                     .runs
                     .get(self.run_selected)
-                    .filter(|_| self.focus == Pane::Runs)
-                    .map(|r| Action::StopRun { run_id: r.run_id });
+                    .filter(|_| self.focus == Pane::Runs);
+                match run {
+                    Some(r) => return Some(Action::StopRun { run_id: r.run_id }),
+                    None => self.say(Level::Info, "nothing runs now"),
+                }
             }
             Command::NextPane => self.cycle_focus(true),
             Command::PrevPane => self.cycle_focus(false),
-            Command::Revoke => {
-                if let Some(c) = self.clients.get(self.selected) {
+            Command::Revoke => match self.clients.get(self.selected) {
+                Some(c) => {
                     self.mode = Mode::Confirm(RevokeTarget {
                         client_id: c.record.client_id,
                         name: c.record.name.clone(),
                     });
                 }
-            }
+                None => self.say(Level::Info, "no client to revoke: none is paired yet"),
+            },
             Command::Up => self.move_by(-1),
             Command::Down => self.move_by(1),
             Command::PageUp => self.move_by(-(self.page() as isize)),
@@ -503,16 +566,23 @@ impl App {
         }
     }
 
+    /// The offsets after the selection or the viewport changed: the selection in view, and
+    /// no row that would fit hidden above.
     fn keep_selection_visible(&mut self) {
         let rows = crate::ui::client_rows(self);
-        self.offset = crate::ui::scroll_into_view(self.offset, self.selected, rows);
+        self.offset =
+            crate::ui::scroll_into_view(self.offset, self.selected, rows, self.clients.len());
         let rows = crate::ui::run_rows(self);
-        self.run_offset = crate::ui::scroll_into_view(self.run_offset, self.run_selected, rows);
+        self.run_offset =
+            crate::ui::scroll_into_view(self.run_offset, self.run_selected, rows, self.runs.len());
     }
 
+    /// The log's scroll within its screen lines (wrapped at the pane's width), so the oldest
+    /// line is at most at the top.
     fn clamp_log_scroll(&mut self) {
         let rows = crate::ui::log_rows(self);
-        self.log_scroll = self.log_scroll.min(self.log.len().saturating_sub(rows));
+        let lines = crate::ui::log_lines(self);
+        self.log_scroll = self.log_scroll.min(lines.saturating_sub(rows));
     }
 
     fn set_clients(&mut self, mut list: Vec<ClientView>) {
@@ -729,15 +799,18 @@ impl App {
         if self.log.len() == LOG_CAPACITY {
             self.log.pop_front();
         }
-        self.log.push_back(LogLine {
+        let line = LogLine {
             unix: self.clock.unix,
             level,
             text,
-        });
+        };
         if self.log_scroll > 0 {
             // Someone is reading back: keep their lines where they are.
-            self.log_scroll += 1;
+            self.log_scroll += crate::ui::log_line_count(self, &line);
+            self.log.push_back(line);
             self.clamp_log_scroll();
+        } else {
+            self.log.push_back(line);
         }
     }
 }

@@ -208,9 +208,10 @@ pub const BINDINGS: &[Binding] = &[
         help: "to the bottom (the log follows new events again)",
         hint: None,
     },
-    // Confirmation dialog.
+    // Confirmation dialog: only `y` revokes (Enter is no answer to a question that cannot
+    // be undone); `n` is "no" here, never a notice, and the window says so.
     Binding {
-        keys: &[Key::ch('y'), Key::plain(KeyCode::Enter)],
+        keys: &[Key::ch('y')],
         command: Command::Confirm,
         scope: Scope::Dialog,
         help: "yes, revoke",
@@ -221,7 +222,7 @@ pub const BINDINGS: &[Binding] = &[
         command: Command::Cancel,
         scope: Scope::Dialog,
         help: "no, keep the client",
-        hint: Some("cancel"),
+        hint: Some("keep"),
     },
     // Notice input.
     Binding {

@@ -127,6 +127,20 @@ impl<C: Copy + PartialEq, S: Copy + PartialEq> KeyMap<C, S> {
     /// Footer hints for `scopes`: `(key, word)` pairs, in table order. Global bindings come
     /// last, and only when no active binding already shows the same command.
     pub fn hints(&self, scopes: &[S]) -> Vec<(String, &'static str)> {
+        self.hints_labelled(scopes, |b| b.keys.first().map(Key::label))
+    }
+
+    /// Like [`hints`](Self::hints), with every key of each binding written (`n/Esc keep`):
+    /// for a question, where every key that answers it must be seen.
+    pub fn answer_hints(&self, scopes: &[S]) -> Vec<(String, &'static str)> {
+        self.hints_labelled(scopes, |b| (!b.keys.is_empty()).then(|| b.keys_label()))
+    }
+
+    fn hints_labelled(
+        &self,
+        scopes: &[S],
+        label: impl Fn(&Binding<C, S>) -> Option<String>,
+    ) -> Vec<(String, &'static str)> {
         let active: Vec<&Binding<C, S>> = self
             .bindings
             .iter()
@@ -141,7 +155,7 @@ impl<C: Copy + PartialEq, S: Copy + PartialEq> KeyMap<C, S> {
             .iter()
             .copied()
             .chain(global)
-            .filter_map(|b| Some((b.keys.first()?.label(), b.hint?)))
+            .filter_map(|b| Some((label(b)?, b.hint?)))
             .collect()
     }
 
@@ -226,5 +240,14 @@ mod tests {
             vec![("Enter".into(), "go"), ("^C".into(), "quit")]
         );
         assert_eq!(MAP.in_scope(Sc::Main).count(), 2);
+        assert_eq!(
+            MAP.answer_hints(&[Sc::Input]),
+            vec![("Enter".into(), "go"), ("^C".into(), "quit")]
+        );
+        assert_eq!(
+            MAP.answer_hints(&[Sc::Main]),
+            vec![("q".into(), "quit")],
+            "only hinted bindings"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! - [`terminal`]: taking over the terminal and the draw–update loop;
 //! - [`log`]: logging that goes to the screen while the terminal is taken;
 //! - [`widgets`]: layout sizes, popups, footers, the "too small" notice;
+//! - [`wrap`]: long lines cut into screen lines, for the panes that scroll by line;
 //! - [`theme`]: the styles both apps draw with;
 //! - `testing` and `pty` (features `testing`, `pty-test`): test helpers only.
 
@@ -15,6 +16,7 @@ pub mod log;
 pub mod terminal;
 pub mod theme;
 pub mod widgets;
+pub mod wrap;
 
 #[cfg(feature = "testing")]
 pub mod testing;

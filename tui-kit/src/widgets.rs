@@ -45,17 +45,19 @@ pub fn too_small(area: Rect, buf: &mut Buffer) {
         .render(rect, buf);
 }
 
-/// The first row to show so that `selected` is among `rows` rows, moving `offset` as little as
-/// possible.
-pub fn scroll_into_view(offset: usize, selected: usize, rows: usize) -> usize {
+/// The first row to show of a list of `len` rows so that `selected` is among the `rows` shown,
+/// moving `offset` as little as possible, and never so far down that rows which would fit stay
+/// hidden above (after the window grew, or came back from too small to draw).
+pub fn scroll_into_view(offset: usize, selected: usize, rows: usize, len: usize) -> usize {
     let rows = rows.max(1);
-    if selected < offset {
+    let offset = if selected < offset {
         selected
     } else if selected >= offset + rows {
         selected + 1 - rows
     } else {
         offset
-    }
+    };
+    offset.min(len.saturating_sub(rows))
 }
 
 /// What the footer does with a hint that does not fit.
@@ -236,5 +238,24 @@ impl Confirm<'_> {
             .wrap(Wrap { trim: true })
             .block(frame(self.title, theme))
             .render(rect, buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scroll_into_view;
+
+    #[test]
+    fn the_offset_shows_the_selection_and_every_row_that_fits() {
+        // Moving down past the window, and back up.
+        assert_eq!(scroll_into_view(0, 7, 5, 20), 3);
+        assert_eq!(scroll_into_view(3, 2, 5, 20), 2);
+        assert_eq!(scroll_into_view(3, 5, 5, 20), 3);
+        // The window grew: rows above come back instead of blank rows below.
+        assert_eq!(scroll_into_view(1, 1, 10, 2), 0);
+        assert_eq!(scroll_into_view(15, 19, 10, 20), 10);
+        // No room at all counts as one row.
+        assert_eq!(scroll_into_view(0, 1, 0, 2), 1);
+        assert_eq!(scroll_into_view(4, 0, 5, 0), 0);
     }
 }

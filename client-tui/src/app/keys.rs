@@ -1,13 +1,14 @@
 //! Keys: what each key does on each screen and in each window, looked up in the key map.
 //! Part of `App::update`; returns actions like the rest of it.
 
-use crossterm::event::{Event, KeyCode, KeyEvent};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use csc_shared::discovery::Via;
 use tui_input::{Input, InputRequest};
 
 use super::links::push_entry;
 use super::*;
-use crate::keymap::{self, Command};
+use crate::keymap::{self, Command, Scope};
+use tui_kit::keymap::Key;
 
 impl App {
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Action> {
@@ -79,11 +80,43 @@ impl App {
             Overlay::None => {}
         }
         match self.screen {
+            Screen::Scan | Screen::Servers if command.is_none() => {
+                self.explain(&key);
+                Vec::new()
+            }
             Screen::Scan => self.on_scan_key(command),
             Screen::Servers => self.on_servers_key(command),
             Screen::Pair => self.on_code_key(command, key),
             Screen::Console => self.on_console_key(command, key),
         }
+    }
+
+    /// Say why `key` did nothing on the scan screen or the paired servers: the one where it
+    /// works, or that it is no key at all. No key is silent.
+    fn explain(&mut self, key: &KeyEvent) {
+        let pressed = Key {
+            code: key.code,
+            mods: key.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT),
+        }
+        .label();
+        let elsewhere = keymap::BINDINGS
+            .iter()
+            .filter(|b| matches!(b.scope, Scope::Scan | Scope::Servers))
+            .find(|b| b.keys.iter().any(|k| k.matches(key)));
+        let text = match elsewhere {
+            Some(b) if b.scope == Scope::Scan => {
+                format!(
+                    "{pressed} works on the scan screen (Esc goes back): {}",
+                    b.help
+                )
+            }
+            Some(b) => format!(
+                "{pressed} works in the paired servers (p lists them): {}",
+                b.help
+            ),
+            None => format!("{pressed} does nothing here: ? lists the keys"),
+        };
+        self.set_status(Level::Info, text);
     }
 
     pub(super) fn on_scan_key(&mut self, command: Option<Command>) -> Vec<Action> {
@@ -104,6 +137,10 @@ impl App {
             }
             Some(Command::Confirm) => {
                 let Some(host) = self.hosts.get(self.selected).cloned() else {
+                    self.set_status(
+                        Level::Info,
+                        "no server to pair with yet: wait for the search, or a adds an address",
+                    );
                     return Vec::new();
                 };
                 self.declined.remove(&host.server_id);
@@ -128,20 +165,22 @@ impl App {
             Some(Command::Down) => self.paired_selected = (self.paired_selected + 1).min(last),
             Some(Command::Top) => self.paired_selected = 0,
             Some(Command::Bottom) => self.paired_selected = last,
-            Some(Command::Forget) => {
-                if let Some(s) = self.paired.get(self.paired_selected) {
+            Some(Command::Forget) => match self.paired.get(self.paired_selected) {
+                Some(s) => {
                     self.overlay = Overlay::Confirm(ForgetTarget {
                         server_id: s.server_id,
                         name: s.name.clone(),
                     });
                 }
-            }
-            Some(Command::Confirm) => {
-                if let Some(server) = self.paired.get(self.paired_selected).cloned() {
+                None => self.set_status(Level::Info, "no paired server to forget"),
+            },
+            Some(Command::Confirm) => match self.paired.get(self.paired_selected).cloned() {
+                Some(server) => {
                     self.declined.remove(&server.server_id);
                     return self.connect(server, None, None);
                 }
-            }
+                None => self.set_status(Level::Info, "no paired server to connect to"),
+            },
             _ => {}
         }
         Vec::new()
@@ -160,6 +199,8 @@ impl App {
             }
             Some(Command::Confirm) => {
                 if pair.phase != PairPhase::Entering {
+                    let why = waiting(pair.phase);
+                    self.set_status(Level::Info, why);
                     return Vec::new();
                 }
                 let typed = pair.input.value().to_string();
@@ -192,11 +233,17 @@ impl App {
                     pair.expires_at = None;
                     return vec![Action::NewCode { link: pair.link }];
                 }
-                PairPhase::Requesting | PairPhase::Checking => {}
+                PairPhase::Requesting | PairPhase::Checking => {
+                    let why = waiting(pair.phase);
+                    self.set_status(Level::Info, why);
+                }
             },
+            _ if pair.phase == PairPhase::Checking => {
+                self.set_status(Level::Info, waiting(PairPhase::Checking));
+            }
             _ => {
-                if pair.phase != PairPhase::Checking {
-                    edit_code(&mut pair.input, usize::from(pair.digits), &key);
+                if !edit_code(&mut pair.input, usize::from(pair.digits), &key) {
+                    self.set_status(Level::Info, "only digits go in the code");
                 }
             }
         }
@@ -362,9 +409,25 @@ impl App {
         self.keep_selection_visible();
     }
 
+    /// The host list's offset after the selection or the viewport changed: the selection in
+    /// view, and no row that would fit hidden above.
     pub(super) fn keep_selection_visible(&mut self) {
         let rows = crate::ui::host_rows(self);
-        self.offset = crate::ui::scroll_into_view(self.offset, self.selected, rows);
+        self.offset =
+            crate::ui::scroll_into_view(self.offset, self.selected, rows, self.hosts.len());
+    }
+
+    /// The console after the viewport changed: its lines wrap at the new width, and its
+    /// scroll stays within them. A terminal too small to draw keeps the last width.
+    pub(super) fn fit_console(&mut self) {
+        let Some(width) = crate::ui::console_width(self) else {
+            return;
+        };
+        let rows = crate::ui::console_rows(self);
+        if let Some(conn) = self.conn.as_mut() {
+            conn.width = width;
+            conn.scroll = conn.scroll.min(conn.line_count().saturating_sub(rows));
+        }
     }
 }
 
@@ -419,16 +482,31 @@ pub(super) fn edit(input: &mut Input, key: &KeyEvent) {
     }
 }
 
-/// Pass a key to the code box: digits up to `max`, editing keys; spaces, dashes and anything
-/// else are skipped, so a code can be typed as it is shown (`123 456`, `123-456`).
-pub(super) fn edit_code(input: &mut Input, max: usize, key: &KeyEvent) {
+/// Pass a key to the code box: digits up to `max`, editing keys; spaces and dashes are
+/// skipped, so a code can be typed as it is shown (`123 456`, `123-456`). `false` for a
+/// character that has no place in a code (the caller says so).
+pub(super) fn edit_code(input: &mut Input, max: usize, key: &KeyEvent) -> bool {
     match key.code {
         KeyCode::Char(c) if c.is_ascii_digit() => {
             if input.value().len() < max {
                 input.handle(InputRequest::InsertChar(c));
             }
         }
-        KeyCode::Char(_) => {}
+        KeyCode::Char(' ' | '-') => {}
+        KeyCode::Char(_) => return false,
         _ => edit(input, key),
+    }
+    true
+}
+
+/// Why the code screen takes no code now.
+fn waiting(phase: PairPhase) -> &'static str {
+    match phase {
+        PairPhase::Requesting => "a new code is on its way from the server",
+        PairPhase::Checking => "the code is being checked",
+        PairPhase::Failed => "pairing stopped: n starts it again",
+        PairPhase::Entering | PairPhase::Expired => {
+            "this code can no longer be used: n asks for a new one"
+        }
     }
 }

@@ -65,7 +65,8 @@ impl App {
     ) -> Vec<Action> {
         let link = self.new_link();
         self.pairing = None;
-        let mut conn = ConnState::new(link, server.clone(), addr, via);
+        let width = crate::ui::console_width(self).unwrap_or(1);
+        let mut conn = ConnState::new(link, server.clone(), addr, via, width);
         let target = addr
             .map(|a| format!(" at {a}"))
             .unwrap_or_else(|| " (saved addresses, then a search)".into());
@@ -182,7 +183,8 @@ impl App {
                     Level::Good,
                     format!("paired with {} ({})", server.name, server.server_id.short()),
                 );
-                let mut conn = ConnState::new(link, server, Some(addr), via);
+                let width = crate::ui::console_width(self).unwrap_or(1);
+                let mut conn = ConnState::new(link, server, Some(addr), via, width);
                 push_entry(
                     &mut conn,
                     EntryKind::Good,
@@ -428,17 +430,17 @@ pub(super) fn push_entry(
     if conn.console.len() == CONSOLE_CAPACITY {
         conn.console.pop_front();
     }
-    let lines = text.lines().count().max(1);
-    conn.console.push_back(Entry {
+    let entry = Entry {
         kind,
         text,
         rtt,
         unix,
-    });
+    };
     if conn.scroll > 0 {
         // Someone is reading back: keep their lines where they are.
-        conn.scroll += lines;
+        conn.scroll += entry.pieces(conn.width).len();
     }
+    conn.console.push_back(entry);
 }
 
 /// Output of run `id`: whole lines go into the console as they come (stderr marked as

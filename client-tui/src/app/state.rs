@@ -10,6 +10,7 @@ use csc_shared::identity::PeerId;
 use csc_shared::message::{OutputStream, TaskInfo};
 use csc_shared::state::PairedServer;
 use tui_input::Input;
+use tui_kit::wrap::Piece;
 
 pub use tui_kit::Level;
 
@@ -236,6 +237,22 @@ pub struct Entry {
     pub unix: u64,
 }
 
+impl Entry {
+    /// What closes the entry's last line: a reply's round-trip time, `  (0.7 ms)`.
+    pub fn suffix(&self) -> Option<String> {
+        let rtt = self.rtt.filter(|rtt| !rtt.is_zero())?;
+        matches!(self.kind, EntryKind::Reply | EntryKind::Error)
+            .then(|| format!("  ({:.1} ms)", rtt.as_secs_f64() * 1000.0))
+    }
+
+    /// The entry's screen lines when the console's text is `width` wide: its lines wrapped,
+    /// and the suffix on a line of its own when it does not fit after the last one.
+    pub fn pieces(&self, width: usize) -> Vec<Piece<'_>> {
+        let suffix = self.suffix().map_or(0, |s| s.chars().count());
+        tui_kit::wrap::pieces(&self.text, width, suffix)
+    }
+}
+
 /// A paired server, connected or trying to be.
 #[derive(Debug, Clone)]
 pub struct ConnState {
@@ -253,8 +270,11 @@ pub struct ConnState {
     pub ever_connected: bool,
     /// Console entries, oldest first.
     pub console: VecDeque<Entry>,
-    /// Lines scrolled back from the newest; 0 follows new lines.
+    /// Screen lines scrolled back from the newest; 0 follows new lines.
     pub scroll: usize,
+    /// Width the console's text wraps at, kept by `App` from the terminal's size: the screen
+    /// lines `scroll` counts.
+    pub width: usize,
     /// The task being typed.
     pub input: Input,
     /// Tasks typed, oldest first.
@@ -279,6 +299,7 @@ impl ConnState {
         server: PairedServer,
         addr: Option<SocketAddr>,
         via: Option<Via>,
+        width: usize,
     ) -> Self {
         Self {
             link,
@@ -289,6 +310,7 @@ impl ConnState {
             ever_connected: false,
             console: VecDeque::new(),
             scroll: 0,
+            width,
             input: Input::default(),
             history: Vec::new(),
             history_pos: None,
@@ -300,11 +322,12 @@ impl ConnState {
         }
     }
 
-    /// Console lines, each with its entry (multi-line entries are split).
+    /// Screen lines of the whole console at its width (long lines wrapped, multi-line
+    /// entries split).
     pub fn line_count(&self) -> usize {
         self.console
             .iter()
-            .map(|e| e.text.lines().count().max(1))
+            .map(|e| e.pieces(self.width).len())
             .sum()
     }
 }

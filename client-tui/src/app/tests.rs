@@ -930,3 +930,66 @@ fn a_line_that_never_ends_is_shown_in_pieces() {
             .all(Vec::is_empty)
     );
 }
+
+#[test]
+fn a_key_for_the_other_list_says_where_it_works() {
+    let (mut app, _) = app_with(80, 24, true, vec![paired("front-desk", 1)]);
+    app.status = None;
+    // `x` forgets a paired server, in the paired servers list.
+    assert_eq!(app.update(ch('x')), vec![]);
+    let said = app.status.clone().expect("x says where it works").text;
+    assert!(said.contains("forget") && said.contains("p "), "{said}");
+    // `r` searches, on the scan screen.
+    app.update(ch('p'));
+    assert_eq!(app.screen, Screen::Servers);
+    assert_eq!(app.update(ch('r')), vec![]);
+    let said = app.status.clone().expect("r says where it works").text;
+    assert!(said.contains("search") && said.contains("Esc"), "{said}");
+    // A key bound nowhere.
+    assert_eq!(app.update(ch('z')), vec![]);
+    let said = app.status.clone().expect("z says so").text;
+    assert!(said.contains("? lists the keys"), "{said}");
+}
+
+#[test]
+fn keys_with_nothing_to_act_on_say_so() {
+    let (mut app, _) = app(80, 24, true);
+    assert!(app.hosts.is_empty());
+    assert_eq!(app.update(key(KeyCode::Enter)), vec![]);
+    let said = app.status.clone().expect("Enter says why").text;
+    assert!(said.contains("no server"), "{said}");
+    app.update(ch('p'));
+    app.update(Msg::Servers(Vec::new()));
+    app.status = None;
+    app.update(ch('x'));
+    let said = app.status.clone().expect("x says why").text;
+    assert!(said.contains("no paired server"), "{said}");
+
+    // On the code screen, a letter is not silently dropped, nor `n` while a code is on its way.
+    let (mut app, _) = app_with(80, 24, true, vec![]);
+    let l = start_pairing(&mut app, "front-desk", 1);
+    app.update(ch('n'));
+    let said = app.status.clone().expect("n says why").text;
+    assert!(said.contains("on its way"), "{said}");
+    app.update(link(l, challenge("front-desk", 1)));
+    app.update(ch('w'));
+    let said = app.status.clone().expect("w says why").text;
+    assert!(said.contains("only digits"), "{said}");
+    assert_eq!(app.pairing.as_ref().unwrap().input.value(), "");
+}
+
+#[test]
+fn the_forget_confirmation_takes_y_and_keeps_the_server_on_n_or_esc() {
+    let (mut app, _) = app_with(80, 24, true, vec![paired("front-desk", 1)]);
+    app.update(ch('p'));
+    app.update(ch('x'));
+    assert!(matches!(app.overlay, Overlay::Confirm(_)));
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![],
+        "Enter is no answer"
+    );
+    assert!(matches!(app.overlay, Overlay::Confirm(_)));
+    assert_eq!(app.update(ch('n')), vec![]);
+    assert!(matches!(app.overlay, Overlay::None));
+}

@@ -1,6 +1,7 @@
 //! The connected screen: which server, over which address, the connection state (with the
 //! reconnection countdown) and the token's expiry; the console with tasks, replies and their
-//! round-trip times, and notices; the task input. Only the console lines that fit are built.
+//! round-trip times, and notices; the task input. Long lines wrap, the same way as the
+//! server's event log (`tui_kit::wrap`); only the console lines that fit are built.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -8,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Widget};
 
 use super::{Theme, clock, in_words, seconds_until, token_expiry};
-use crate::app::{App, ConnState, Entry, EntryKind, LinkState};
+use crate::app::{App, ConnState, Entry, LinkState};
 
 /// Rows above the console: the server line, and in the full layout the token line.
 fn info_rows(compact: bool) -> u16 {
@@ -179,94 +180,74 @@ fn info_lines(
 /// One screen line of the console.
 struct Piece<'a> {
     entry: &'a Entry,
-    text: &'a str,
-    first: bool,
-    last: bool,
-}
-
-fn console_pane(conn: &ConnState, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
-    let mut title = vec![Span::styled(" Console ", theme.title())];
-    if conn.scroll > 0 {
-        title.push(Span::styled(
-            format!(" ↓ {} newer (PgDn) ", conn.scroll),
-            theme.dim(),
-        ));
-    }
-    let block = Block::default()
-        .borders(if compact { Borders::TOP } else { Borders::ALL })
-        .title(Line::from(title))
-        .border_style(theme.border());
-    let inner = block.inner(area);
-    let rows = inner.height as usize;
-    // Long lines wrap (by characters: replies are mostly plain text and JSON).
-    let width = (inner.width as usize)
-        .saturating_sub(if compact { 0 } else { TIME_WIDTH })
-        .max(1);
-    // Walk back from the newest entry only as far as the screen needs.
-    let mut pieces: Vec<Piece> = Vec::new();
-    let need = rows + conn.scroll;
-    for entry in conn.console.iter().rev() {
-        let lines: Vec<&str> = if entry.text.is_empty() {
-            vec![""]
-        } else {
-            entry.text.lines().flat_map(|l| wrap(l, width)).collect()
-        };
-        let count = lines.len();
-        for (i, text) in lines.iter().enumerate().rev() {
-            pieces.push(Piece {
-                entry,
-                text,
-                first: i == 0,
-                last: i + 1 == count,
-            });
-        }
-        if pieces.len() >= need {
-            break;
-        }
-    }
-    let skip = conn.scroll.min(pieces.len().saturating_sub(rows));
-    let shown: Vec<Line> = pieces
-        .iter()
-        .skip(skip)
-        .take(rows)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .map(|p| piece_line(p, theme, compact))
-        .collect();
-    Paragraph::new(shown).block(block).render(area, buf);
+    line: tui_kit::wrap::Piece<'a>,
 }
 
 /// Width of the `HH:MM:SS ` column.
 const TIME_WIDTH: usize = 9;
 
-/// `line` cut into pieces of at most `width` characters, after a space where there is one
-/// (one empty piece for an empty line).
-fn wrap(line: &str, width: usize) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut rest = line;
-    while rest.chars().count() > width {
-        let hard = rest
-            .char_indices()
-            .nth(width)
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len());
-        let cut = match rest[..hard].rfind(' ') {
-            Some(space) if space > 0 => space + 1,
-            _ => hard,
-        };
-        pieces.push(&rest[..cut]);
-        rest = &rest[cut..];
+/// Width the console's text wraps at in a body `body_width` wide: inside the pane's borders,
+/// after the time column (none in the compact layout).
+pub fn text_width(body_width: u16, compact: bool) -> usize {
+    let inner = if compact {
+        body_width
+    } else {
+        body_width.saturating_sub(2)
+    };
+    (inner as usize)
+        .saturating_sub(if compact { 0 } else { TIME_WIDTH })
+        .max(1)
+}
+
+fn console_pane(conn: &ConnState, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
+    let block = Block::default()
+        .borders(if compact { Borders::TOP } else { Borders::ALL })
+        .border_style(theme.border());
+    let inner = block.inner(area);
+    let rows = inner.height as usize;
+    // Long lines wrap (`Entry::pieces`); the scroll counts these screen lines.
+    let width = text_width(area.width, compact);
+    // Walk back from the newest entry only as far as the screen needs.
+    let mut pieces: Vec<Piece> = Vec::new();
+    let need = rows + conn.scroll;
+    for entry in conn.console.iter().rev() {
+        pieces.extend(
+            entry
+                .pieces(width)
+                .into_iter()
+                .rev()
+                .map(|line| Piece { entry, line }),
+        );
+        if pieces.len() >= need {
+            break;
+        }
     }
-    pieces.push(rest);
-    pieces
+    // The scroll as drawn: never past the oldest line.
+    let skip = conn.scroll.min(pieces.len().saturating_sub(rows));
+    let mut title = vec![Span::styled(" Console ", theme.title())];
+    if skip > 0 {
+        title.push(Span::styled(
+            format!(" ↓ {skip} newer (PgDn) "),
+            theme.dim(),
+        ));
+    }
+    let mut shown: Vec<Line> = pieces
+        .iter()
+        .skip(skip)
+        .take(rows)
+        .map(|p| piece_line(p, theme, compact))
+        .collect();
+    shown.reverse();
+    Paragraph::new(shown)
+        .block(block.title(Line::from(title)))
+        .render(area, buf);
 }
 
 fn piece_line<'a>(p: &Piece<'a>, theme: Theme, compact: bool) -> Line<'a> {
     let mut spans = Vec::new();
     if !compact {
         spans.push(Span::styled(
-            if p.first {
+            if p.line.first {
                 format!("{} ", clock(p.entry.unix))
             } else {
                 " ".repeat(TIME_WIDTH)
@@ -274,17 +255,12 @@ fn piece_line<'a>(p: &Piece<'a>, theme: Theme, compact: bool) -> Line<'a> {
             theme.dim(),
         ));
     }
-    spans.push(Span::styled(p.text, theme.entry(p.entry.kind)));
+    spans.push(Span::styled(p.line.text, theme.entry(p.entry.kind)));
     // The round-trip time closes the reply (after the last line of a multi-line one).
-    if p.last
-        && let Some(rtt) = p.entry.rtt
-        && matches!(p.entry.kind, EntryKind::Reply | EntryKind::Error)
-        && !rtt.is_zero()
+    if p.line.last
+        && let Some(suffix) = p.entry.suffix()
     {
-        spans.push(Span::styled(
-            format!("  ({:.1} ms)", rtt.as_secs_f64() * 1000.0),
-            theme.dim(),
-        ));
+        spans.push(Span::styled(suffix, theme.dim()));
     }
     Line::from(spans)
 }
@@ -323,19 +299,4 @@ fn input_line(
     let scroll = input.visual_scroll(width.saturating_sub(1));
     let shown: String = input.value().chars().skip(scroll).collect();
     Paragraph::new(Line::from(shown)).render(text_area, buf);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wrap;
-
-    #[test]
-    fn long_lines_wrap_by_characters() {
-        assert_eq!(wrap("", 4), vec![""]);
-        assert_eq!(wrap("abcd", 4), vec!["abcd"]);
-        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
-        assert_eq!(wrap("ab cd efg", 6), vec!["ab cd ", "efg"]);
-        assert_eq!(wrap("ab cdefgh", 4), vec!["ab ", "cdef", "gh"]);
-        assert_eq!(wrap("ééééé", 2), vec!["éé", "éé", "é"]);
-    }
 }

@@ -70,6 +70,11 @@ pub fn host_rows(app: &App) -> usize {
         .max(1)
 }
 
+/// Width the console's text wraps at on `app`'s terminal; `None` when it is too small to draw.
+pub fn console_width(app: &App) -> Option<usize> {
+    areas(screen(app)).map(|a| console::text_width(a.body.width, a.compact))
+}
+
 /// Console lines visible on the console screen.
 pub fn console_rows(app: &App) -> usize {
     areas(screen(app))
@@ -171,8 +176,12 @@ fn header(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) 
 }
 
 fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
-    // Narrow: later, shorter hints may still fit; all of them are under `?`.
-    let hints = keymap::MAP.hints(&app.scopes());
+    // Narrow: later, shorter hints may still fit; all of them are under `?`. While a question
+    // is open, every key that answers it is written.
+    let hints = match app.overlay {
+        Overlay::Confirm(_) => keymap::MAP.answer_hints(&app.scopes()),
+        _ => keymap::MAP.hints(&app.scopes()),
+    };
     widgets::footer(hints, Overflow::Skip, *theme, area, buf);
 }
 

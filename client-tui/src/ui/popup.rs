@@ -15,6 +15,11 @@ fn hint_line(scope: Scope, theme: Theme) -> Line<'static> {
     widgets::hint_line(MAP.hints(&[scope]), *theme)
 }
 
+/// The keys that answer a question, every one of them written (`n/Esc keep`).
+fn answer_line(scope: Scope, theme: Theme) -> Line<'static> {
+    widgets::hint_line(MAP.answer_hints(&[scope]), *theme)
+}
+
 /// The keys of this screen (`scopes`), of anywhere, and of the help itself; the other
 /// screens list theirs when they are open.
 pub fn help(scopes: &[Scope], theme: Theme, area: Rect, buf: &mut Buffer) {
@@ -71,7 +76,7 @@ pub fn confirm(target: &ForgetTarget, theme: Theme, area: Rect, buf: &mut Buffer
         warning: "The server is asked to revoke the pairing too; using it again needs a new code.",
         title: " Forget server ",
     }
-    .render(hint_line(Scope::Dialog, theme), *theme, area, buf);
+    .render(answer_line(Scope::Dialog, theme), *theme, area, buf);
 }
 
 /// Where the cursor goes while typing an address.

@@ -200,7 +200,7 @@ fn hosts(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buffer) {
         return;
     }
     let rows = list_rows(area.height, compact).max(1);
-    let offset = scroll_into_view(app.offset, app.selected, rows);
+    let offset = scroll_into_view(app.offset, app.selected, rows, app.hosts.len());
     let end = (offset + rows).min(app.hosts.len());
     let visible = &app.hosts[offset.min(end)..end];
     let table_rows = visible.iter().map(|h| {

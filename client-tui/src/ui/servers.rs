@@ -32,7 +32,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buff
         return;
     }
     let rows = block.inner(area).height.saturating_sub(1).max(1) as usize;
-    let offset = scroll_into_view(0, app.paired_selected, rows);
+    let offset = scroll_into_view(0, app.paired_selected, rows, app.paired.len());
     let now = app.clock.unix;
     let end = (offset + rows).min(app.paired.len());
     let table_rows = app.paired[offset.min(end)..end].iter().map(|s| {

@@ -514,7 +514,7 @@ fn paired_servers_and_the_forget_dialog() {
         assert!(screen.contains("Forget till-7"), "{screen}");
         if w == 80 {
             assert!(
-                screen.contains("y forget") && screen.contains("n cancel"),
+                screen.contains("y forget") && screen.contains("n/Esc keep"),
                 "{screen}"
             );
         }
@@ -593,4 +593,144 @@ fn no_color_means_no_colours() {
             .iter()
             .any(|c| c.fg != Color::Reset)
     );
+}
+
+/// Through a terminal too small to draw anything and back: every server found is listed
+/// again, without a key to bring it back.
+#[test]
+fn after_a_resize_through_too_small_every_host_that_fits_is_shown() {
+    for (w, h) in [(100, 30), (200, 50)] {
+        let (mut app, _) = app(100, 30, true);
+        for (name, n) in [("lobby-pc", 2), ("till-7", 3)] {
+            app.update(scan_msg(
+                &app,
+                DiscoveryEvent::Found(found(name, n, Via::Broadcast)),
+            ));
+        }
+        app.update(ch('j'));
+        app.update(Msg::Resize(39, 11));
+        app.update(Msg::Resize(w, h));
+        let lines = lines(&render(&app));
+        let screen = lines.join("\n");
+        row_with(&lines, "lobby-pc");
+        assert!(row_with(&lines, "till-7").contains('▶'), "{screen}");
+        assert_eq!(app.offset, 0, "{w}x{h}");
+    }
+}
+
+/// A console connected to front-desk on a `w`×`h` terminal, with `replies` sent and answered
+/// (the task typed is `say N`); returns the app and the link.
+fn replied(w: u16, h: u16, replies: &[String]) -> App {
+    let (mut app, _) = app_with(w, h, true, vec![paired("front-desk", 1)]);
+    let actions = app.update(scan_msg(
+        &app,
+        DiscoveryEvent::Found(found("front-desk", 1, Via::Scan)),
+    ));
+    let Some(crate::app::Action::Connect { link: l, .. }) = actions.first().cloned() else {
+        panic!("{actions:?}");
+    };
+    app.update(link(
+        l,
+        LinkEvent::Connected {
+            server: paired("front-desk", 1),
+            addr: addr(1),
+            via: Some(Via::Scan),
+            elapsed: Duration::from_micros(3200),
+        },
+    ));
+    for (i, reply) in replies.iter().enumerate() {
+        type_text(&mut app, &format!("say {i}"));
+        app.update(key(KeyCode::Enter));
+        app.update(link(
+            l,
+            LinkEvent::Reply {
+                id: i as u64 + 1,
+                result: Ok(json!(reply)),
+                rtt: Duration::from_micros(3700),
+            },
+        ));
+    }
+    app
+}
+
+/// The console's text rows between its borders, after the time column, without the padding.
+fn console_text(lines: &[String]) -> Vec<String> {
+    let top = row_index(lines, "┌ Console") as usize;
+    lines[top + 1..]
+        .iter()
+        .take_while(|l| l.starts_with('│'))
+        .map(|l| {
+            let inner: String = l.chars().skip(1 + 9).collect();
+            inner.trim_end_matches(['│', ' ']).to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn long_replies_wrap_and_their_round_trip_time_is_never_cut() {
+    // 60 columns leave 49 for the text: the reply fits, its round-trip time does not.
+    let reply = "ping, echo, ping, echo, ping, echo, time".to_string();
+    let app = replied(60, 20, std::slice::from_ref(&reply));
+    let shown = lines(&render(&app));
+    let screen = shown.join("\n");
+    let text = console_text(&shown);
+    assert!(text.contains(&reply), "{screen}");
+    assert!(
+        text.iter().any(|l| l.trim() == "(3.7 ms)"),
+        "the time on a line of its own:\n{screen}"
+    );
+    // A reply longer than the pane wraps after a space, every word kept.
+    let long: String = (0..30).map(|i| format!("word{i} ")).collect::<String>() + "END";
+    let app = replied(60, 20, std::slice::from_ref(&long));
+    let shown = lines(&render(&app));
+    let screen = shown.join("\n");
+    let text = console_text(&shown);
+    let at = text
+        .iter()
+        .position(|l| l.starts_with("word0 "))
+        .expect(&screen);
+    let joined = text[at..]
+        .iter()
+        .map(|l| l.trim_end())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(joined.starts_with(&format!("{long}  (3.7 ms)")), "{screen}");
+}
+
+#[test]
+fn scrolling_counts_wrapped_lines_to_the_oldest_and_back_to_the_newest() {
+    // Twelve replies of three screen lines each at 60 columns, their times included.
+    let replies: Vec<String> = (0..12)
+        .map(|i| (0..18).map(|w| format!("r{i}w{w:02} ")).collect::<String>() + &format!("END{i}"))
+        .collect();
+    let mut app = replied(60, 20, &replies);
+    let newest = |app: &App| {
+        let lines = lines(&render(app));
+        let text = console_text(&lines);
+        (text.clone(), lines.join("\n"))
+    };
+    let (text, screen) = newest(&app);
+    assert!(
+        text.iter().any(|l| l.contains("END11  (3.7 ms)")),
+        "the newest line, whole, at the bottom:\n{screen}"
+    );
+    for _ in 0..40 {
+        app.update(key(KeyCode::PageUp));
+    }
+    let (text, screen) = newest(&app);
+    assert!(
+        text.first()
+            .is_some_and(|l| l.starts_with("connecting to front-desk"))
+            && text.iter().any(|l| l.starts_with("> say 0")),
+        "PgUp reaches the oldest line:\n{screen}"
+    );
+    for _ in 0..40 {
+        app.update(key(KeyCode::PageDown));
+    }
+    let (text, screen) = newest(&app);
+    assert!(
+        text.last().is_some_and(|l| l.contains("END11  (3.7 ms)")),
+        "PgDn comes back to the newest:\n{screen}"
+    );
+    assert_eq!(app.conn.as_ref().unwrap().scroll, 0);
 }

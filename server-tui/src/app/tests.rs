@@ -147,10 +147,10 @@ fn revoke_with_confirm_returns_the_action() {
     );
     assert!(matches!(app.mode, Mode::Normal));
 
-    // Delete and Enter work too.
+    // Delete opens it too.
     app.update(key(KeyCode::Delete));
     assert_eq!(
-        app.update(key(KeyCode::Enter)),
+        app.update(ch('y')),
         Some(Action::Revoke {
             client_id: peer(2).to_hex()
         })
@@ -593,4 +593,107 @@ fn refusals_and_renames_are_logged() {
         Some(Action::Refresh),
         "a rename makes the client list stale"
     );
+}
+
+#[test]
+fn a_resize_never_leaves_an_offset_that_hides_rows_that_fit() {
+    let (mut app, _) = app(100, 30, true);
+    let many: Vec<_> = (0..40u8)
+        .map(|i| client(&format!("c{i:03}"), i, 0, 0))
+        .collect();
+    app.update(Msg::Clients(many));
+    app.update(key(KeyCode::End));
+    let rows = crate::ui::client_rows(&app);
+    assert_eq!(app.offset, 40 - rows);
+    // Taller: the rows above the selection come back into view.
+    app.update(Msg::Resize(200, 50));
+    let taller = crate::ui::client_rows(&app);
+    assert!(taller > rows, "{taller} > {rows}");
+    assert_eq!(app.offset, 40usize.saturating_sub(taller));
+    // Too small, then back: the same offset as before.
+    app.update(Msg::Resize(39, 11));
+    app.update(Msg::Resize(100, 30));
+    assert_eq!(app.offset, 40 - rows);
+    app.update(key(KeyCode::Home));
+    app.update(Msg::Resize(39, 11));
+    app.update(Msg::Resize(100, 30));
+    assert_eq!(app.offset, 0);
+}
+
+#[test]
+fn the_revoke_confirmation_takes_y_and_keeps_the_client_on_n_or_esc() {
+    let (mut app, _) = app(80, 24, true);
+    three_clients(&mut app);
+    app.update(ch('x'));
+    // Enter is no answer to "revoke?": only `y` revokes.
+    assert_eq!(app.update(key(KeyCode::Enter)), None);
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+    assert_eq!(app.update(ch('n')), None, "n is no, not a notice");
+    assert!(matches!(app.mode, Mode::Normal));
+    app.update(ch('x'));
+    assert_eq!(
+        app.update(ch('y')),
+        Some(Action::Revoke {
+            client_id: peer(1).to_hex()
+        })
+    );
+}
+
+#[test]
+fn a_key_that_does_nothing_in_the_focused_pane_says_where_it_does() {
+    let (mut app, _) = app(80, 24, true);
+    three_clients(&mut app);
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Log);
+    assert_eq!(app.update(ch('x')), None);
+    assert!(matches!(app.mode, Mode::Normal));
+    let said = app
+        .status
+        .clone()
+        .expect("x says why nothing happened")
+        .text;
+    assert!(
+        said.contains("revoke") && said.contains("clients table") && said.contains("Tab"),
+        "{said}"
+    );
+    // The next key clears it.
+    app.update(ch('k'));
+    assert_eq!(app.status, None);
+
+    // `s` needs a run, and there is none.
+    app.update(ch('s'));
+    let said = app.status.clone().expect("s says why").text;
+    assert!(
+        said.contains("stop") && said.contains("nothing runs"),
+        "{said}"
+    );
+    // A run: `s` in the clients table points to the runs table.
+    app.update(Msg::Runs(vec![run_view(12, "alpha", 1, "count", &[], 4)]));
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Clients);
+    assert_eq!(app.update(ch('s')), None);
+    let said = app.status.clone().expect("s says where").text;
+    assert!(said.contains("runs table"), "{said}");
+
+    // A key bound nowhere.
+    app.update(ch('z'));
+    let said = app.status.clone().expect("z says so").text;
+    assert!(
+        said.contains('z') && said.contains("? lists the keys"),
+        "{said}"
+    );
+}
+
+#[test]
+fn keys_with_nothing_to_act_on_say_so() {
+    let (mut app, _) = app(80, 24, true);
+    app.update(ch('x'));
+    assert!(matches!(app.mode, Mode::Normal));
+    let said = app.status.clone().expect("x says why").text;
+    assert!(said.contains("no client"), "{said}");
+    // Closing what is already closed.
+    app.update(Msg::Engine(budget_spent(900)));
+    assert_eq!(app.update(ch('c')), None);
+    let said = app.status.clone().expect("c says why").text;
+    assert!(said.contains("already closed"), "{said}");
 }

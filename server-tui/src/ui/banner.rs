@@ -281,7 +281,7 @@ fn request_list(app: &App, shown: u64, theme: Theme, area: Rect, buf: &mut Buffe
         .iter()
         .position(|r| r.request_id == shown)
         .unwrap_or(0);
-    let offset = super::scroll_into_view(0, at, rows);
+    let offset = super::scroll_into_view(0, at, rows, newest_first.len());
     for r in newest_first.iter().skip(offset).take(rows) {
         let mark = if r.request_id == shown { "▶ " } else { "  " };
         let left = countdown(r.seconds_left(app.clock.instant));

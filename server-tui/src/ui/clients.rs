@@ -23,7 +23,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buff
     }
     let focused = app.focus == Pane::Clients;
     let rows = body_rows(area, compact);
-    let offset = scroll_into_view(app.offset, app.selected, rows);
+    let offset = scroll_into_view(app.offset, app.selected, rows, app.clients.len());
     let mut title = vec![Span::styled(
         " Clients ",
         if focused {

@@ -108,6 +108,24 @@ pub fn log_rows(app: &App) -> usize {
         .unwrap_or(0)
 }
 
+/// Width the log's lines wrap at on `app`'s terminal.
+fn log_width(app: &App) -> usize {
+    areas(screen(app), app)
+        .map(|a| log::text_width(a.log))
+        .unwrap_or(1)
+}
+
+/// Screen lines `line` takes in the log on `app`'s terminal.
+pub fn log_line_count(app: &App, line: &crate::app::LogLine) -> usize {
+    log::line_count(line, log_width(app))
+}
+
+/// Screen lines the whole log takes on `app`'s terminal: what its scroll counts.
+pub fn log_lines(app: &App) -> usize {
+    let width = log_width(app);
+    app.log.iter().map(|l| log::line_count(l, width)).sum()
+}
+
 pub use widgets::scroll_into_view;
 
 /// Draw `app` on `frame`, with the cursor in the notice input when it is open.
@@ -229,8 +247,21 @@ pub fn addresses(app: &App) -> Vec<std::net::IpAddr> {
     }
 }
 
+/// The key hints, or what the last key did not do (until the next key). While a question is
+/// open, every key that answers it is written.
 fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let hints = keymap::MAP.hints(&app.scopes());
+    if let Some(status) = &app.status {
+        Paragraph::new(Line::styled(
+            format!(" {}", status.text),
+            theme.level(status.level),
+        ))
+        .render(area, buf);
+        return;
+    }
+    let hints = match app.mode {
+        Mode::Confirm(_) => keymap::MAP.answer_hints(&app.scopes()),
+        _ => keymap::MAP.hints(&app.scopes()),
+    };
     widgets::footer(hints, Overflow::Stop, *theme, area, buf);
 }
 

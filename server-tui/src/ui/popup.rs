@@ -15,6 +15,11 @@ fn hint_line(scope: Scope, theme: Theme) -> Line<'static> {
     widgets::hint_line(MAP.hints(&[scope]), *theme)
 }
 
+/// The keys that answer a question, every one of them written (`n/Esc keep`).
+fn answer_line(scope: Scope, theme: Theme) -> Line<'static> {
+    widgets::hint_line(MAP.answer_hints(&[scope]), *theme)
+}
+
 pub fn help(theme: Theme, area: Rect, buf: &mut Buffer) {
     let scopes = [
         Scope::Global,
@@ -41,7 +46,7 @@ pub fn confirm(target: &RevokeTarget, theme: Theme, area: Rect, buf: &mut Buffer
         warning: "It is disconnected at once and its token stops working; it must pair again.",
         title: " Revoke client ",
     }
-    .render(hint_line(Scope::Dialog, theme), *theme, area, buf);
+    .render(answer_line(Scope::Dialog, theme), *theme, area, buf);
 }
 
 /// Where the cursor goes while typing a notice.

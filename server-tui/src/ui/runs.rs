@@ -33,7 +33,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buff
     }
     let focused = app.focus == Pane::Runs;
     let rows = body_rows(area, compact);
-    let offset = scroll_into_view(app.run_offset, app.run_selected, rows);
+    let offset = scroll_into_view(app.run_offset, app.run_selected, rows, app.runs.len());
     let mut title = vec![Span::styled(
         " Runs ",
         if focused {

@@ -283,7 +283,7 @@ fn dialogs_and_help_draw_over_the_screen() {
     let screen = text(&render(&app));
     assert!(screen.contains("Revoke kiosk-1"), "{screen}");
     assert!(
-        screen.contains("y revoke") && screen.contains("n cancel"),
+        screen.contains("y revoke") && screen.contains("n/Esc keep"),
         "{screen}"
     );
     let footer = lines(&render(&app))[23].clone();
@@ -514,5 +514,140 @@ fn the_header_says_when_there_is_no_configuration_file() {
         lines[0].contains("built-in tasks only · up 0s"),
         "{}",
         lines[0]
+    );
+}
+
+/// Through a terminal too small to draw anything and back: every row that fits is shown again,
+/// for the clients table and for the runs table, without a key to bring them back.
+#[test]
+fn after_a_resize_through_too_small_every_row_that_fits_is_shown() {
+    for (w, h) in [(100, 30), (200, 50)] {
+        let (mut app, _) = app(100, 30, true);
+        app.update(Msg::Clients(vec![
+            client("kiosk-1", 1, 1, 0),
+            client("pos-3", 2, 1, 0),
+        ]));
+        app.update(Msg::Runs(vec![
+            run_view(12, "kiosk-1", 1, "count", &[], 42),
+            run_view(15, "pos-3", 2, "cat", &[], 5),
+        ]));
+        // The second client and the second run selected.
+        app.update(ch('j'));
+        app.update(key(KeyCode::Tab));
+        app.update(ch('j'));
+        app.update(key(KeyCode::BackTab));
+        app.update(Msg::Resize(39, 11));
+        app.update(Msg::Resize(w, h));
+        let lines = lines(&render(&app));
+        let screen = lines.join("\n");
+        assert!(lines[1].contains("2 paired"), "{w}x{h}\n{screen}");
+        // Each client has a row in the clients table and one in the runs table.
+        for name in ["kiosk-1", "pos-3"] {
+            let rows = lines.iter().filter(|l| l.contains(name)).count();
+            assert_eq!(rows, 2, "{name} at {w}x{h}\n{screen}");
+        }
+        assert_eq!((app.offset, app.run_offset), (0, 0), "{w}x{h}");
+    }
+}
+
+/// The event log's text rows between its borders, after the time column, without the padding.
+fn log_text(lines: &[String]) -> Vec<String> {
+    let top = lines
+        .iter()
+        .position(|l| l.contains(" Events "))
+        .expect("the events pane");
+    lines[top + 1..]
+        .iter()
+        .take_while(|l| l.starts_with('│'))
+        .map(|l| {
+            let inner: String = l.chars().skip(1 + 9).collect();
+            inner.trim_end_matches(['│', ' ']).to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn long_event_lines_wrap_and_scrolling_counts_the_wrapped_lines() {
+    // At 60 columns, 49 are left for the text: each of these lines takes three.
+    let (mut requested, _) = app(60, 30, true);
+    requested.update(Msg::Engine(pair_request(5, "kiosk-1", 23, "122077")));
+    let shown = lines_of(&requested);
+    let screen = shown.join("\n");
+    let joined = log_text(&shown).join(" ");
+    assert!(
+        joined.contains("pair request from kiosk-1 (10.0.0.23:51234, client id"),
+        "{screen}"
+    );
+    assert!(
+        joined.contains("expires in 120 s, 5 attempts"),
+        "wrapped, not cut:\n{screen}"
+    );
+
+    let (mut app, _) = app(60, 24, true);
+    for i in 0..20 {
+        let words: String = (0..14).map(|w| format!("e{i:02}w{w:02} ")).collect();
+        app.update(Msg::Log(
+            crate::app::Level::Info,
+            format!("{words}END{i:02}"),
+        ));
+    }
+    let text = log_text(&lines_of(&app));
+    assert!(
+        text.last().is_some_and(|l| l.ends_with("END19")),
+        "the newest line, whole, at the bottom: {text:#?}"
+    );
+    // Back to the oldest, line by line, and to the newest again.
+    app.update(key(KeyCode::BackTab));
+    assert_eq!(app.focus, crate::app::Pane::Log);
+    app.update(key(KeyCode::Home));
+    let text = log_text(&lines_of(&app));
+    assert!(
+        text.first().is_some_and(|l| l.starts_with("listening on")),
+        "Home reaches the oldest line: {text:#?}"
+    );
+    for _ in 0..100 {
+        app.update(ch('j'));
+    }
+    assert_eq!(app.log_scroll, 0);
+    let text = log_text(&lines_of(&app));
+    assert!(
+        text.last().is_some_and(|l| l.ends_with("END19")),
+        "{text:#?}"
+    );
+    // One line up shows one screen line more, not one event more.
+    app.update(ch('k'));
+    let text = log_text(&lines_of(&app));
+    assert!(text.last().is_some_and(|l| l.contains("e19w")), "{text:#?}");
+}
+
+fn lines_of(app: &App) -> Vec<String> {
+    lines(&render(app))
+}
+
+#[test]
+fn the_confirmation_says_which_keys_answer_and_a_silent_key_speaks_in_the_footer() {
+    let mut app = busy(80, 24, true);
+    app.update(ch('x'));
+    let lines = lines(&render(&app));
+    let screen = lines.join("\n");
+    let answers = row_with(&lines, "y revoke");
+    assert!(answers.contains("n/Esc keep"), "{screen}");
+    assert!(lines[23].contains("y revoke") && lines[23].contains("n/Esc keep"));
+    assert!(!screen.contains("n notice"), "{screen}");
+
+    app.update(key(KeyCode::Esc));
+    // From the clients table (after the requests) to the events.
+    app.update(key(KeyCode::Tab));
+    app.update(ch('x'));
+    let footer = lines_of(&app)[23].clone();
+    assert!(
+        footer.contains("x works in the clients table (Tab moves there)"),
+        "{footer}"
+    );
+    app.update(ch('k'));
+    let footer = lines_of(&app)[23].clone();
+    assert!(
+        footer.contains("q quit"),
+        "hints again after the next key: {footer}"
     );
 }
