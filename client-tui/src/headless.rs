@@ -1,4 +1,5 @@
-//! Headless flows: pairing with the code read from stdin, one-shot tasks, a task console on
+//! Headless flows: pairing with the code given (`--code`, `CSC_PAIR_CODE`) or read from
+//! stdin, one-shot tasks, a task console on
 //! stdin/stdout, and listings. Plain lines by default, one JSON object per line with --json.
 
 use std::io::{IsTerminal, Write};
@@ -64,14 +65,19 @@ impl Input {
     }
 }
 
-/// Pair with the server at `addr`, reading codes from `input` until one is right.
+/// Pair with the server at `addr`, with `given` (`--code` or `CSC_PAIR_CODE`), which gets one
+/// try, or else reading codes from `input` until one is right.
 pub async fn pair(
     client: &Client,
     addr: SocketAddr,
     input: &mut Input,
+    given: Option<Code>,
     out: Output,
 ) -> Result<Session, Failure> {
-    let interactive = input.interactive;
+    // A code given up front is for scripts: one try, no questions on stdin.
+    let interactive = input.interactive && given.is_none();
+    let from_flag = given.is_some();
+    let mut given = given;
     let mut pairing = client.start_pairing(addr).await?;
     let ch = pairing.challenge().clone();
     eprintln!(
@@ -83,13 +89,25 @@ pub async fn pair(
         code_terms(&pairing)
     );
     let paired = loop {
-        let Some(line) = input.ask("code: ").await else {
+        if from_flag && given.is_none() {
             return Err(Failure::new(
                 exit::WRONG_CODE,
-                "no code entered (end of input)",
+                "wrong code (given with --code or CSC_PAIR_CODE, so it is not asked again)",
             ));
+        }
+        let parsed = match given.take() {
+            Some(code) => Ok(code),
+            None => match input.ask("code: ").await {
+                Some(line) => Code::parse(&line),
+                None => {
+                    return Err(Failure::new(
+                        exit::WRONG_CODE,
+                        "no code entered (end of input)",
+                    ));
+                }
+            },
         };
-        let code = match Code::parse(&line) {
+        let code = match parsed {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}; try again");
@@ -491,7 +509,7 @@ pub async fn interactive(client: Arc<Client>, cli: &Cli, out: Output) -> Result<
                 Some(spec) => resolve(spec, cli.port).await?,
                 None => choose_server(&client, cli, &mut input).await?,
             };
-            let session = pair(&client, addr, &mut input, out).await?;
+            let session = pair(&client, addr, &mut input, None, out).await?;
             let server = session.server().clone();
             eprintln!(
                 "connected to {:?} (server id {}) at {}; type tasks (ping, echo TEXT, time, info), one per line",

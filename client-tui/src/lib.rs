@@ -21,12 +21,12 @@ mod tui;
 mod ui;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
 use csc_shared::client::{Client, ClientError, ClientOptions, DialError};
-use csc_shared::state::{Side, default_state_dir};
+use csc_shared::state::{ClientStore, SelectError, Side, default_state_dir};
 
 /// Exit codes of `client-tui`, documented in the README.
 pub mod exit {
@@ -182,39 +182,107 @@ pub(crate) fn link_options(
     }
 }
 
+/// Fails with "not paired" when nothing is paired in `dir`, without creating anything: no
+/// folder when there is none, no key when there is one. For the commands that need a paired
+/// server and would otherwise make the state folder just to say so.
+fn require_paired(dir: &Path) -> Result<(), Failure> {
+    let none = !dir.try_exists().unwrap_or(true)
+        || ClientStore::open(dir)
+            .and_then(|store| store.load())
+            .map_err(ClientError::from)?
+            .servers
+            .is_empty();
+    if none {
+        return Err(ClientError::from(SelectError::NonePaired).into());
+    }
+    Ok(())
+}
+
+/// Write what `completions SHELL` or `man` prints: generated from [`cli::command`].
+fn generate(command: &Command) -> Result<(), Failure> {
+    use std::io::Write;
+    // Into memory first: clap_complete panics on a write error, and `| head` is one.
+    let mut text = Vec::new();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cli::command(), "client-tui", &mut text)
+        }
+        _ => clap_mangen::Man::new(cli::command())
+            .render(&mut text)
+            .map_err(|e| Failure::new(exit::FAILURE, format!("cannot render the manual: {e}")))?,
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&text).and_then(|()| out.flush()) {
+        // `| head` has read what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::new(
+            exit::FAILURE,
+            format!("cannot write to stdout: {e}"),
+        )),
+        Ok(()) => Ok(()),
+    }
+}
+
 /// Run a subcommand, or the default session flow.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
+    // These touch no state: they must not create the state folder.
+    if let Some(c @ (Command::Completions { .. } | Command::Man)) = &cli.command {
+        return generate(c);
+    }
     let dir = state_dir(&cli)?;
+    let out = headless::Output { json: cli.json };
+    let mut send_words = None;
+    match &cli.command {
+        // Read-only: a state folder that does not exist holds no pairing.
+        Some(Command::Servers) if !dir.try_exists().unwrap_or(true) => {
+            if !out.json {
+                println!("no paired servers");
+            }
+            return Ok(());
+        }
+        Some(Command::Send { words, .. }) => {
+            let mut send = cli::command();
+            send.build();
+            let send = send
+                .find_subcommand("send")
+                .ok_or_else(|| Failure::new(exit::FAILURE, "no send subcommand"))?;
+            let w = cli::SendWords::split(words, send).map_err(|e| Failure::new(exit::USAGE, e))?;
+            for warning in &w.look_like_ours {
+                eprintln!("client-tui: {warning}");
+            }
+            require_paired(&dir)?;
+            send_words = Some(w);
+        }
+        Some(Command::Tasks | Command::Forget { .. }) => require_paired(&dir)?,
+        _ => {}
+    }
     let name = cli.name.clone().unwrap_or_else(csc_shared::host_name);
     let client = Client::open(&dir, &name, client_options(&cli))?;
-    let out = headless::Output { json: cli.json };
     match &cli.command {
         Some(Command::Servers) => headless::servers(&client, out),
         Some(Command::Forget { id }) => headless::forget(&client, id, out).await,
         Some(Command::Scan) => headless::scan(&client, &cli, out).await,
-        Some(Command::Pair) => {
+        Some(Command::Pair { code }) => {
             let mut input = headless::Input::stdin();
             let addr = match &cli.target.server {
                 Some(s) => resolve(s, cli.port).await?,
                 None => headless::choose_server(&client, &cli, &mut input).await?,
             };
-            let session = headless::pair(&client, addr, &mut input, out).await?;
+            let session = headless::pair(&client, addr, &mut input, code.clone(), out).await?;
             session.close().await;
             Ok(())
         }
-        Some(Command::Send {
-            task,
-            args,
-            no_agent,
-        }) => {
+        Some(Command::Send { no_agent, .. }) => {
+            let cli::SendWords { task, args, .. } =
+                send_words.ok_or_else(|| Failure::new(exit::FAILURE, "send: task not split"))?;
             // Through a running agent, unless told not to or given an address to dial.
             if !no_agent
                 && cli.target.server.is_none()
-                && let Some(done) = agent::send(&dir, &cli, task, args, out).await
+                && let Some(done) = agent::send(&dir, &cli, &task, &args, out).await
             {
                 return done;
             }
-            headless::send(std::sync::Arc::new(client), &cli, task, args.clone(), out).await
+            headless::send(std::sync::Arc::new(client), &cli, &task, args, out).await
         }
         Some(Command::Agent) => agent::serve(client, &cli, &dir, out).await,
         Some(Command::Tasks) => headless::tasks(std::sync::Arc::new(client), &cli, out).await,
@@ -222,5 +290,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             tui::run(client, &cli, tui_kit::terminal::wants_color(cli.no_color)).await
         }
         None => headless::interactive(std::sync::Arc::new(client), &cli, out).await,
+        // Printed before the state folder was opened.
+        Some(Command::Completions { .. } | Command::Man) => Ok(()),
     }
 }

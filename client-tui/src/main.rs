@@ -1,6 +1,5 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     client_tui::process_elapsed();
-    client_tui::main_with(client_tui::cli::Cli::parse())
+    let cli = client_tui::cli::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    client_tui::main_with(cli)
 }

@@ -369,3 +369,85 @@ fn servers_lists_a_revoked_pairing_as_refused_until_it_is_paired_again() {
     assert!(listed.contains("days"), "{listed}");
     server.stop();
 }
+
+/// `pair` with the code given up front, by `--code` or `CSC_PAIR_CODE`: one try, no
+/// questions on stdin. (A right code cannot be given up front: the server draws a new code
+/// for each request, so these runs can only be refused.)
+fn pair_given(server: &Server, dir: &Path, code: Option<&str>, env: Option<&str>) -> Output {
+    let mut cmd = client(dir);
+    cmd.args(["pair", "--server", &server.addr()]);
+    if let Some(code) = code {
+        cmd.args(["--code", code]);
+    }
+    cmd.env_remove("CSC_PAIR_CODE");
+    if let Some(env) = env {
+        cmd.env("CSC_PAIR_CODE", env);
+    }
+    // A stdin with a line on it that must not be read.
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = writeln!(stdin, "000000");
+    let _ = writeln!(stdin, "000000");
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_given_code_gets_one_try_and_the_flag_beats_the_environment() {
+    let sdir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(sdir.path(), 0);
+    for (code, env) in [
+        (Some("999-999"), None),
+        (None, Some("999 999")),
+        (Some("999999"), Some("12ab")),
+    ] {
+        let out = pair_given(&server, cdir.path(), code, env);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{code:?} {env:?}: {err}");
+        assert!(err.contains("not asked again"), "{err}");
+        let request = server.wait("pair_request");
+        assert_ne!(request["code"], "999999", "the server drew the test's code");
+        let failed = server.wait("pair_failed");
+        assert_eq!(failed["attempts_left"], 4, "one try only: {failed}");
+        assert_eq!(server.wait("pair_closed")["reason"], "cancelled");
+    }
+    assert_eq!(server.seen("pair_failed"), 0);
+    server.stop();
+}
+
+#[test]
+fn a_malformed_code_is_refused_before_any_connection() {
+    let cdir = tempfile::tempdir().unwrap();
+    // A listener that counts who connects to it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    for (code, env) in [
+        (Some("12345"), None),
+        (Some("12ab56"), None),
+        (None, Some("1234567")),
+    ] {
+        let mut cmd = client(cdir.path());
+        cmd.args(["pair", "--server", &addr])
+            .env_remove("CSC_PAIR_CODE");
+        if let Some(code) = code {
+            cmd.args(["--code", code]);
+        }
+        if let Some(env) = env {
+            cmd.env("CSC_PAIR_CODE", env);
+        }
+        let out = run(&mut cmd);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{code:?} {env:?}: {err}");
+        assert!(err.contains("a code has"), "{err}");
+    }
+    assert!(
+        listener.accept().is_err(),
+        "a malformed code still connected to the server"
+    );
+}

@@ -232,7 +232,7 @@ fn a_paired_server_that_changes_address_is_found_again_without_pairing() {
     lab.set_addr(1, "10.213.0.77/24");
     settle(&mut last);
     let out = client(&lab, 2, c.path())
-        .args(["send", "ping", "--json"])
+        .args(["send", "--json", "ping"])
         .output()
         .unwrap();
     *last = Some(std::time::Instant::now());
@@ -249,7 +249,7 @@ fn a_paired_server_that_changes_address_is_found_again_without_pairing() {
     assert!(v["elapsed_ms"].as_f64().unwrap() > 0.0);
     // The new address is saved: next time it is the first one tried.
     let out = client(&lab, 2, c.path())
-        .args(["send", "ping", "--json"])
+        .args(["send", "--json", "ping"])
         .output()
         .unwrap();
     let v = last_json(&out.stdout);

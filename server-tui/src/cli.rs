@@ -1,11 +1,12 @@
-//! Command-line interface of the server: flags, subcommands and their defaults. Every flag
-//! of the server itself is also a setting of its configuration file (`settings` reads them).
+//! Command-line interface of the server: flags, subcommands, their defaults and their help
+//! (examples, and what `--json` prints under each subcommand). Every flag of the server
+//! itself is also a setting of its configuration file (`settings` reads them).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use csc_shared::server::PairingMode;
 use csc_shared::state::SERVER_STATE_ENV;
 
@@ -39,8 +40,9 @@ pub struct Cli {
     /// advertises.
     #[arg(long)]
     pub no_mdns: bool,
-    /// Print one JSON object per event on stdout (implies --no-tui).
-    #[arg(long, global = true)]
+    /// Print one JSON object per event on stdout (implies --no-tui); the events:
+    /// docs/protocol.md Appendix A. Under a subcommand: its answer as JSON.
+    #[arg(short = 'j', long, global = true)]
     pub json: bool,
     /// No colours in the full-screen interface (as does a non-empty NO_COLOR).
     #[arg(long)]
@@ -93,10 +95,86 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// The end of `--help`: the exit codes.
-const AFTER_HELP: &str = "Exit codes: 0 ok, 1 failure, 2 bad command line, 3 port unavailable, \
+/// The end of `--help`: examples and the exit codes.
+const AFTER_HELP: &str = "\
+Examples:
+  server-tui                                    full screen, serving the whole LAN on 47474
+  server-tui --bind 127.0.0.1 --config assets/server.toml
+  server-tui --no-tui --pairing window          plain lines; pairing only when opened
+  server-tui -j | tee events.ndjson             the events as JSON (docs/protocol.md Appendix A)
+  server-tui pairing open --for 5m              on the running server
+  server-tui clients                            who is paired, and who is connected
+
+Exit codes: 0 ok, 1 failure, 2 bad command line, 3 port unavailable, \
 4 another server uses the state folder, 5 no client or run matches (forget, rename, stop-run), \
 6 bad configuration file (at start, or refused by reload).";
+
+/// What `--json` prints under each subcommand that has an answer to print.
+const JSON_HELP: [(&[&str], &str); 9] = [
+    (
+        &["clients"],
+        "Print the listing as JSON, one object per client per line",
+    ),
+    (
+        &["runs"],
+        "Print the listing as JSON, one object per run per line",
+    ),
+    (
+        &["pairing", "status"],
+        "Print the status as one JSON object",
+    ),
+    (&["pairing", "open"], "Print the outcome as one JSON object"),
+    (
+        &["pairing", "close"],
+        "Print the outcome as one JSON object",
+    ),
+    (&["forget"], "Print the outcome as one JSON object"),
+    (&["rename"], "Print the outcome as one JSON object"),
+    (&["reload"], "Print the outcome as one JSON object"),
+    (&["stop-run"], "Print the outcome as one JSON object"),
+];
+
+/// The command line the binary parses: [`Cli`], with `--json` described as what it prints
+/// under each listing subcommand, and the global options hidden under `completions` and
+/// `man`, which use none.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let json = cmd.get_arguments().find(|a| a.get_id() == "json").cloned();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.clone().hide(true))
+        .collect();
+    // A subcommand that has an argument of a global's id keeps its own (clap does not copy
+    // the global in); its value still reaches `Cli`.
+    if let Some(json) = json {
+        for (path, help) in JSON_HELP {
+            let arg = json.clone().help(help);
+            cmd = match path {
+                [sub] => cmd.mut_subcommand(*sub, |sc| sc.arg(arg)),
+                [sub, action] => {
+                    cmd.mut_subcommand(*sub, |sc| sc.mut_subcommand(*action, |a| a.arg(arg)))
+                }
+                _ => cmd,
+            };
+        }
+    }
+    for sub in ["completions", "man"] {
+        cmd = cmd.mut_subcommand(sub, |sc| sc.args(globals.clone()));
+    }
+    cmd
+}
+
+/// Parse `args` (program name first) with [`command`].
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
 
 /// Subcommands. Without one, the server runs.
 #[derive(Debug, Subcommand)]
@@ -130,6 +208,15 @@ pub enum Command {
         /// The new name: 1 to 64 characters, no control characters.
         name: String,
     },
+    /// Print a shell completion script on stdout, e.g.
+    /// `server-tui completions bash > ~/.local/share/bash-completion/completions/server-tui`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, e.g.
+    /// `server-tui man > ~/.local/share/man/man1/server-tui.1`.
+    Man,
 }
 
 /// What `server-tui pairing` does.

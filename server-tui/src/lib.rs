@@ -28,7 +28,6 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use cli::{Cli, Command};
 use csc_shared::server::tasks::config::ConfigFile;
 use csc_shared::server::{Server, ServerConfig, ServerError, Tasks};
@@ -92,7 +91,7 @@ pub fn main() -> ExitCode {
 /// [`main`] for the command line `args` (program name first): a usage error exits here with
 /// [`exit::USAGE`], a configuration file mistake with [`exit::CONFIG`].
 pub fn main_from(args: Vec<OsString>) -> ExitCode {
-    let cli = Cli::parse_from(&args);
+    let cli = cli::try_parse_from(&args).unwrap_or_else(|e| e.exit());
     let reserved = server_tasks();
     let reserved = reserved.names();
     match settings::resolve(cli, &args, &reserved, csc_shared::server::effective_uid()) {
@@ -173,6 +172,10 @@ fn config(cli: &Cli, dir: &std::path::Path) -> ServerConfig {
 /// Run the server, or a subcommand, until done (Ctrl-C or SIGTERM for the server). The server
 /// takes its tasks from `file` (see `settings::resolve`); subcommands ignore it.
 pub async fn run(cli: Cli, file: Option<ConfigFile>) -> Result<(), Failure> {
+    // These touch no state: they must not create the state folder.
+    if let Some(c @ (Command::Completions { .. } | Command::Man)) = &cli.command {
+        return generate(c);
+    }
     let dir = state_dir(&cli)?;
     match &cli.command {
         Some(Command::Clients) => commands::list_clients(&dir, cli.json).await,
@@ -182,7 +185,34 @@ pub async fn run(cli: Cli, file: Option<ConfigFile>) -> Result<(), Failure> {
         Some(Command::Runs) => commands::list_runs(&dir, cli.json).await,
         Some(Command::StopRun { run_id }) => commands::stop_run(&dir, *run_id, cli.json).await,
         Some(Command::Rename { id, name }) => commands::rename(&dir, id, name, cli.json).await,
+        // Printed before the state folder was looked for.
+        Some(Command::Completions { .. } | Command::Man) => Ok(()),
         None => serve(&cli, &dir, file).await,
+    }
+}
+
+/// Write what `completions SHELL` or `man` prints: generated from [`cli::command`].
+fn generate(command: &Command) -> Result<(), Failure> {
+    use std::io::Write;
+    // Into memory first: clap_complete panics on a write error, and `| head` is one.
+    let mut text = Vec::new();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cli::command(), "server-tui", &mut text)
+        }
+        _ => clap_mangen::Man::new(cli::command())
+            .render(&mut text)
+            .map_err(|e| Failure::new(exit::FAILURE, format!("cannot render the manual: {e}")))?,
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&text).and_then(|()| out.flush()) {
+        // `| head` has read what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::new(
+            exit::FAILURE,
+            format!("cannot write to stdout: {e}"),
+        )),
+        Ok(()) => Ok(()),
     }
 }
 
