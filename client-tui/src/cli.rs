@@ -151,9 +151,10 @@ Examples:
   client-tui pair --server 10.0.0.5 --code 123456
   CSC_PAIR_CODE=123456 client-tui pair --server-name front-desk
 
-The code comes from --code, else CSC_PAIR_CODE, else stdin. A code on the command line can \
-be read by other users of this machine (ps, /proc) while it is valid; the environment \
-variable can be read only by the same user.";
+The code comes from --code, else CSC_PAIR_CODE, else stdin. A code given up front must be \
+one the server drew ahead (`p` on its screen, or `server-tui pairing code`): the next request \
+gets it. A code on the command line can be read by other users of this machine (ps, /proc) \
+while it is valid; the environment variable can be read only by the same user.";
 
 const SEND_HELP: &str = "\
 Everything after TASK belongs to the task, as with `ssh HOST COMMAND`: client-tui's own \

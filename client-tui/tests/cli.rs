@@ -371,8 +371,8 @@ fn servers_lists_a_revoked_pairing_as_refused_until_it_is_paired_again() {
 }
 
 /// `pair` with the code given up front, by `--code` or `CSC_PAIR_CODE`: one try, no
-/// questions on stdin. (A right code cannot be given up front: the server draws a new code
-/// for each request, so these runs can only be refused.)
+/// questions on stdin. Only a code the operator drew ahead (`server-tui pairing code`) can be
+/// right: otherwise the server draws a new code for the request.
 fn pair_given(server: &Server, dir: &Path, code: Option<&str>, env: Option<&str>) -> Output {
     let mut cmd = client(dir);
     cmd.args(["pair", "--server", &server.addr()]);
@@ -450,4 +450,55 @@ fn a_malformed_code_is_refused_before_any_connection() {
         listener.accept().is_err(),
         "a malformed code still connected to the server"
     );
+}
+
+/// `server-tui pairing code --json` against the running server: the code drawn ahead.
+fn code_ahead(sdir: &Path) -> String {
+    let out = Command::new(server_bin())
+        .args(["pairing", "code", "--json", "--state-dir"])
+        .arg(sdir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["expires_in_s"], 120, "{v}");
+    v["code"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_code_drawn_ahead_pairs_from_the_command_line_and_from_the_environment() {
+    let sdir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(sdir.path(), 0);
+    // As with adb: the code is shown first, then typed on the client with the command.
+    for by_flag in [true, false] {
+        let cdir = tempfile::tempdir().unwrap();
+        let code = code_ahead(sdir.path());
+        assert_eq!(server.wait("code_ahead")["code"], code.as_str());
+        let (flag, env) = if by_flag {
+            (Some(code.as_str()), None)
+        } else {
+            (None, Some(code.as_str()))
+        };
+        let out = pair_given(&server, cdir.path(), flag, env);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("paired with \"front-desk\""),
+            "{}",
+            text(&out.stdout)
+        );
+        // The request took the code drawn ahead.
+        assert_eq!(server.wait("pair_request")["code"], code.as_str());
+        server.wait("paired");
+        let out = run(client(cdir.path()).args(["send", "ping"]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    // A code is good for one request: the next one gets a fresh code, and this one fails.
+    let cdir = tempfile::tempdir().unwrap();
+    let code = code_ahead(sdir.path());
+    let first = pair_given(&server, cdir.path(), Some(&code), None);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let other = tempfile::tempdir().unwrap();
+    let second = pair_given(&server, other.path(), Some(&code), None);
+    assert_eq!(second.status.code(), Some(3), "{}", text(&second.stderr));
+    server.stop();
 }

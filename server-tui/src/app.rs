@@ -75,6 +75,8 @@ pub enum Action {
     OpenPairing,
     /// Refuse pairing requests until opened again.
     ClosePairing,
+    /// Draw a code for the next request (the engine reports `code_ahead`).
+    CodeAhead,
 }
 
 /// Whether pairing is accepted, as the banner shows it.
@@ -234,6 +236,8 @@ pub struct App {
     pub size: (u16, u16),
     /// Pending requests, oldest first.
     pub requests: Vec<PendingRequest>,
+    /// A code drawn ahead of any request (`p`), and when it stops waiting for one.
+    pub ahead: Option<(String, Instant)>,
     /// The request chosen in the list; `None` shows the newest.
     pub chosen_request: Option<u64>,
     /// Paired clients, sorted by name.
@@ -281,6 +285,7 @@ impl App {
             clock,
             size,
             requests: Vec::new(),
+            ahead: None,
             chosen_request: None,
             clients: Vec::new(),
             selected: 0,
@@ -349,6 +354,14 @@ impl App {
         self.chosen_request
             .and_then(|id| self.requests.iter().find(|r| r.request_id == id))
             .or_else(|| self.requests.last())
+    }
+
+    /// The code drawn ahead and its seconds left (rounded up), while it still waits.
+    pub fn live_ahead(&self) -> Option<(&str, u64)> {
+        let (code, at) = self.ahead.as_ref()?;
+        let left = at.saturating_duration_since(self.clock.instant);
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        (secs > 0).then_some((code.as_str(), secs))
     }
 
     /// Clients with at least one open session.
@@ -462,6 +475,7 @@ impl App {
             Command::Help => self.mode = Mode::Help,
             Command::Notice => self.mode = Mode::Input(Input::default()),
             Command::OpenPairing => return Some(Action::OpenPairing),
+            Command::CodeAhead => return Some(Action::CodeAhead),
             Command::ClosePairing => {
                 if self.pairing.open {
                     return Some(Action::ClosePairing);
@@ -715,6 +729,10 @@ impl App {
                 attempts_left,
                 ..
             } => {
+                // The request took the code drawn ahead: it is this request's code now.
+                if self.ahead.as_ref().is_some_and(|(c, _)| *c == code) {
+                    self.ahead = None;
+                }
                 self.requests.push(PendingRequest {
                     request_id,
                     client_name,
@@ -766,6 +784,8 @@ impl App {
                 budget_window_s,
             } => {
                 let now = self.clock.instant;
+                // Closing drops a code drawn ahead.
+                self.ahead = None;
                 self.pairing = PairingView {
                     mode,
                     open: false,
@@ -775,6 +795,9 @@ impl App {
                     budget,
                     budget_window_s,
                 };
+            }
+            ServerEvent::CodeAhead { code, expires_in_s } => {
+                self.ahead = Some((code, self.clock.instant + Duration::from_secs(expires_in_s)));
             }
             ServerEvent::PairFailed { .. }
             | ServerEvent::AuthFailed { .. }

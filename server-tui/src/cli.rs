@@ -234,4 +234,8 @@ pub enum PairingAction {
     Close,
     /// Show whether pairing is open, why not, and the failure budget.
     Status,
+    /// Draw a code before any request, as adb's "pair with code" does: type it on the client
+    /// with `client-tui pair --code CODE`. The next request within the code's lifetime gets
+    /// it (with the usual attempts); opens pairing when it is closed.
+    Code,
 }

@@ -189,8 +189,33 @@ pub async fn pairing(dir: &Path, action: &PairingAction, json: bool) -> Result<(
         },
         PairingAction::Close => PairingCommand::Close,
         PairingAction::Status => PairingCommand::Status,
+        PairingAction::Code => PairingCommand::Code,
     };
     let req = ControlRequest::Pairing { command };
+    if let PairingAction::Code = action {
+        return match ask_running(dir, &req, exit::FAILURE).await? {
+            ControlReply::CodeAhead {
+                code,
+                expires_in_s,
+                status,
+            } => {
+                let value = serde_json::json!({
+                    "event": "code_ahead",
+                    "code": code,
+                    "expires_in_s": expires_in_s,
+                    "status": status,
+                });
+                print_answer(json, &value, || {
+                    format!(
+                        "pairing code for the next request: {} (waits {expires_in_s} s for one)\non the client: client-tui pair --code {code}",
+                        crate::hint::grouped(&code)
+                    )
+                });
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        };
+    }
     let status = match ask_running(dir, &req, exit::FAILURE).await? {
         ControlReply::Pairing { status } => status,
         other => return Err(unexpected(other)),

@@ -231,6 +231,10 @@ pub fn describe(event: &ServerEvent) -> String {
             };
             format!("listening on {addr} as {name:?} (server id {server_short}){reach}")
         }
+        ServerEvent::CodeAhead { code, expires_in_s } => format!(
+            "pairing code for the next request: {} (waits {expires_in_s} s for one); on the client: client-tui pair --code {code}",
+            crate::hint::grouped(code)
+        ),
         ServerEvent::AddressesChanged { addrs } => {
             format!("addresses changed: reachable at {}", reach_text(addrs))
         }

@@ -56,6 +56,15 @@ impl PairHint {
     }
 }
 
+/// A six-digit code as `123 456`, for reading aloud and typing.
+pub fn grouped(code: &str) -> String {
+    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{} {}", &code[..3], &code[3..])
+    } else {
+        code.to_string()
+    }
+}
+
 /// `ip`, with `:port` only when the port is not the default one (IPv6 in brackets then).
 pub fn host_port(ip: IpAddr, port: u16) -> String {
     let port = (port != csc_shared::DEFAULT_PORT).then(|| port.to_string());

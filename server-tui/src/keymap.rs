@@ -38,6 +38,8 @@ pub enum Command {
     OpenPairing,
     /// Refuse pairing requests until opened again.
     ClosePairing,
+    /// Draw a code for the next request, for `client-tui pair --code`.
+    CodeAhead,
     /// Read the configuration file's tasks again.
     Reload,
     /// Stop the selected run (no confirmation: its program gets SIGTERM, then SIGKILL).
@@ -151,6 +153,13 @@ pub const BINDINGS: &[Binding] = &[
         scope: Scope::Main,
         help: "open pairing (a window in window mode; also ends a closure after too many wrong codes)",
         hint: Some("open pairing"),
+    },
+    Binding {
+        keys: &[Key::ch('p')],
+        command: Command::CodeAhead,
+        scope: Scope::Main,
+        help: "draw a code before any request, to type on the client with client-tui pair --code",
+        hint: None,
     },
     Binding {
         keys: &[Key::ch('c')],

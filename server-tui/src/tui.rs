@@ -139,6 +139,10 @@ fn perform(
         Action::ClosePairing => {
             server.close_pairing();
         }
+        Action::CodeAhead => {
+            // The engine reports `code_ahead` (and `pairing_opened` when it had to open).
+            server.code_ahead();
+        }
         Action::Notify(text) => {
             // Queues without waiting; the engine reports `notice_sent`.
             server.notify_all(&text);

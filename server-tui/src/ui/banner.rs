@@ -120,6 +120,21 @@ pub fn render(app: &App, theme: Theme, area: Rect, compact: bool, buf: &mut Buff
     match (app.banner_request(), compact) {
         (Some(req), true) => compact_request(app, req, theme, area, buf),
         (Some(req), false) => full_request(app, req, theme, area, buf),
+        (None, compact) if let Some((code, left)) = app.live_ahead() => {
+            if compact {
+                let lines = vec![
+                    Line::from(vec![
+                        Span::styled("NEXT CODE ", theme.dim()),
+                        Span::styled(grouped(code), theme.code()),
+                        Span::raw(format!("  {}", countdown(left))),
+                    ]),
+                    Line::styled(ahead_command(app, code), theme.dim()),
+                ];
+                Paragraph::new(lines).render(area, buf);
+            } else {
+                ahead(app, code, left, theme, area, buf);
+            }
+        }
         (None, true) => {
             let mut lines = vec![Line::styled("No pairing request.", theme.dim())];
             if let Some(hint) = pair_hint(app) {
@@ -216,31 +231,7 @@ fn full_request(app: &App, req: &PendingRequest, theme: Theme, area: Rect, buf: 
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(list_width)]).areas(top);
 
     let text = grouped(&req.code);
-    let glyphs = text.chars().count() as u16;
-    let size = SIZES
-        .iter()
-        .find(|(_, w, h)| glyphs * w <= code_area.width && *h <= code_area.height);
-    match size {
-        Some((pixel, _, h)) => {
-            // Centre vertically; BigText centres horizontally.
-            let y = code_area.y + (code_area.height - h) / 2;
-            let rect = Rect::new(code_area.x, y, code_area.width, *h);
-            BigText::builder()
-                .pixel_size(*pixel)
-                .style(theme.code())
-                .lines(vec![Line::from(text.clone())])
-                .centered()
-                .build()
-                .render(rect, buf);
-        }
-        None => {
-            let y = code_area.y + code_area.height.saturating_sub(1) / 2;
-            let rect = Rect::new(code_area.x, y, code_area.width, 1.min(code_area.height));
-            Paragraph::new(Line::styled(text.clone(), theme.code()))
-                .alignment(Alignment::Center)
-                .render(rect, buf);
-        }
-    }
+    big_code(&text, theme, code_area, buf);
 
     let left_s = req.seconds_left(app.clock.instant);
     let info = vec![
@@ -262,6 +253,74 @@ fn full_request(app: &App, req: &PendingRequest, theme: Theme, area: Rect, buf: 
     if !right.is_empty() {
         request_list(app, req.request_id, theme, right, buf);
     }
+}
+
+/// `text` (a grouped code) in the largest digits that fit `area`, centred; plain bold text
+/// when none do.
+fn big_code(text: &str, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let glyphs = text.chars().count() as u16;
+    let size = SIZES
+        .iter()
+        .find(|(_, w, h)| glyphs * w <= area.width && *h <= area.height);
+    match size {
+        Some((pixel, _, h)) => {
+            // Centre vertically; BigText centres horizontally.
+            let y = area.y + (area.height - h) / 2;
+            let rect = Rect::new(area.x, y, area.width, *h);
+            BigText::builder()
+                .pixel_size(*pixel)
+                .style(theme.code())
+                .lines(vec![Line::from(text.to_string())])
+                .centered()
+                .build()
+                .render(rect, buf);
+        }
+        None => {
+            let y = area.y + area.height.saturating_sub(1) / 2;
+            let rect = Rect::new(area.x, y, area.width, 1.min(area.height));
+            Paragraph::new(Line::styled(text.to_string(), theme.code()))
+                .alignment(Alignment::Center)
+                .render(rect, buf);
+        }
+    }
+}
+
+/// The command that pairs with the code drawn ahead, from where the client runs.
+fn ahead_command(app: &App, code: &str) -> String {
+    match pair_hint(app) {
+        Some(hint) => format!("{} --code {code}", hint.command),
+        None => format!("client-tui pair --code {code}"),
+    }
+}
+
+/// A code drawn ahead (`p`), waiting for the request it will go to.
+fn ahead(app: &App, code: &str, left: u64, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let block = Block::bordered()
+        .title(Span::styled(
+            format!(" Pairing code for the next request{} ", window_note(app)),
+            theme.title(),
+        ))
+        .border_style(theme.border());
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.is_empty() {
+        return;
+    }
+    let [code_area, info_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(2)]).areas(inner);
+    big_code(&grouped(code), theme, code_area, buf);
+    let info = vec![
+        Line::from(vec![
+            Span::raw(" On the client: "),
+            Span::styled(ahead_command(app, code), theme.title()),
+        ]),
+        Line::from(vec![
+            Span::raw(" waits for a request for "),
+            Span::styled(countdown(left), theme.warn()),
+            Span::raw(" · the next request gets it, whoever sends it"),
+        ]),
+    ];
+    Paragraph::new(info).render(info_area, buf);
 }
 
 fn request_list(app: &App, shown: u64, theme: Theme, area: Rect, buf: &mut Buffer) {

@@ -290,14 +290,7 @@ pub fn ago(now: u64, ts: u64) -> String {
     }
 }
 
-/// A six-digit code as `123 456`, for reading aloud and typing.
-pub fn grouped(code: &str) -> String {
-    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-        format!("{} {}", &code[..3], &code[3..])
-    } else {
-        code.to_string()
-    }
-}
+pub use crate::hint::grouped;
 
 /// Seconds as `1:54`.
 pub fn countdown(secs: u64) -> String {

@@ -651,3 +651,65 @@ fn the_confirmation_says_which_keys_answer_and_a_silent_key_speaks_in_the_footer
         "hints again after the next key: {footer}"
     );
 }
+
+#[test]
+fn a_code_drawn_ahead_fills_the_banner_until_a_request_takes_it() {
+    let (mut app, _) = app(100, 30, true);
+    assert_eq!(app.update(ch('p')), Some(crate::app::Action::CodeAhead));
+    app.update(Msg::Engine(csc_shared::server::ServerEvent::CodeAhead {
+        code: "482913".into(),
+        expires_in_s: 120,
+    }));
+    let screen = text(&render(&app));
+    assert!(
+        screen.contains("Pairing code for the next request"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("On the client: client-tui pair --code 482913"),
+        "{screen}"
+    );
+    assert!(screen.contains("waits for a request for 2:00"), "{screen}");
+    // Small: the same in two lines.
+    let (mut small, _) = app_small();
+    small.update(Msg::Engine(csc_shared::server::ServerEvent::CodeAhead {
+        code: "482913".into(),
+        expires_in_s: 120,
+    }));
+    let screen = text(&render(&small));
+    assert!(screen.contains("NEXT CODE 482 913"), "{screen}");
+
+    // The request that takes it shows as any request, and the code ahead is gone.
+    app.update(Msg::Engine(pair_request(7, "tablet", 9, "482913")));
+    assert_eq!(app.ahead, None);
+    let screen = text(&render(&app));
+    assert!(
+        !screen.contains("Pairing code for the next request"),
+        "{screen}"
+    );
+    assert!(screen.contains("Code 482 913 for tablet"), "{screen}");
+}
+
+#[test]
+fn a_code_drawn_ahead_stops_showing_when_it_expires_or_pairing_closes() {
+    let (mut app, start) = app(100, 30, true);
+    app.update(Msg::Engine(csc_shared::server::ServerEvent::CodeAhead {
+        code: "482913".into(),
+        expires_in_s: 120,
+    }));
+    app.update(Msg::Tick(clock_at(start, 121)));
+    let screen = text(&render(&app));
+    // Only the event log still has it.
+    assert!(
+        !screen.contains("On the client: client-tui pair --code"),
+        "{screen}"
+    );
+    assert!(screen.contains("No pairing request waiting"), "{screen}");
+
+    app.update(Msg::Engine(csc_shared::server::ServerEvent::CodeAhead {
+        code: "111222".into(),
+        expires_in_s: 120,
+    }));
+    app.update(Msg::Engine(budget_spent(900)));
+    assert_eq!(app.ahead, None);
+}

@@ -68,6 +68,8 @@ pub enum PairingCommand {
     Close,
     /// Only report.
     Status,
+    /// Draw a code for the next request (opening pairing when closed).
+    Code,
 }
 
 /// The reply.
@@ -94,6 +96,15 @@ pub enum ControlReply {
     /// Where pairing stands (after the command).
     Pairing {
         /// The status.
+        status: PairingStatus,
+    },
+    /// A code drawn for the next request.
+    CodeAhead {
+        /// The code's six digits.
+        code: String,
+        /// Seconds it waits for a request.
+        expires_in_s: u64,
+        /// Where pairing stands.
         status: PairingStatus,
     },
     /// The tasks were read again.
@@ -183,13 +194,23 @@ async fn handle(server: &Server, req: ControlRequest) -> ControlReply {
         ControlRequest::Notify { text } => ControlReply::Notified {
             recipients: server.notify_all(&text),
         },
+        ControlRequest::Pairing {
+            command: PairingCommand::Code,
+        } => {
+            let (code, status) = server.code_ahead();
+            ControlReply::CodeAhead {
+                code: code.digits().to_string(),
+                expires_in_s: server.code_ttl().as_secs(),
+                status,
+            }
+        }
         ControlRequest::Pairing { command } => ControlReply::Pairing {
             status: match command {
                 PairingCommand::Open { for_ms } => {
                     server.open_pairing(for_ms.map(std::time::Duration::from_millis))
                 }
                 PairingCommand::Close => server.close_pairing(),
-                PairingCommand::Status => server.pairing_status(),
+                PairingCommand::Status | PairingCommand::Code => server.pairing_status(),
             },
         },
         ControlRequest::Reload => match server.reload_tasks() {

@@ -88,6 +88,14 @@ pub enum ServerEvent {
         /// Why.
         reason: PairClosedReason,
     },
+    /// The operator drew a code before any request ([`crate::server::Server::code_ahead`]):
+    /// the next request admitted within `expires_in_s` gets it.
+    CodeAhead {
+        /// The one-time code.
+        code: String,
+        /// Seconds it waits for a request.
+        expires_in_s: u64,
+    },
     /// Pairing is accepted again (a window opened, or a closure ended).
     PairingOpened {
         /// The server's pairing mode.

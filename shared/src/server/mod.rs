@@ -559,6 +559,37 @@ impl Server {
         status
     }
 
+    /// The operator draws a pairing code before any request, for a person who types it on
+    /// the client with `pair --code` (see [`guard::Guard::draw_ahead`]). Opens pairing first
+    /// when it is closed, as [`Server::open_pairing`] does: drawing a code says the operator
+    /// wants a client paired now. Reported as [`ServerEvent::CodeAhead`].
+    pub fn code_ahead(&self) -> (crate::pairing::Code, PairingStatus) {
+        let now = Instant::now();
+        let (change, code, ttl, status) = {
+            let mut g = self.shared.guard();
+            let change = if g.status(now).open {
+                None
+            } else {
+                Some(g.open(None, now))
+            };
+            let (code, ttl) = g.draw_ahead(now);
+            (change, code, ttl, g.status(now))
+        };
+        if let Some(change) = change {
+            self.shared.report_gate(change);
+        }
+        self.shared.emit(ServerEvent::CodeAhead {
+            code: code.digits().to_string(),
+            expires_in_s: guard::secs_up(ttl),
+        });
+        (code, status)
+    }
+
+    /// How long a pairing code lives.
+    pub fn code_ttl(&self) -> Duration {
+        self.shared.config.pairing.code_ttl
+    }
+
     /// The operator closes pairing until it is opened again; pending requests are cancelled.
     pub fn close_pairing(&self) -> PairingStatus {
         let now = Instant::now();

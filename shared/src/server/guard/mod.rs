@@ -23,6 +23,7 @@ pub use gate::{ClosedReason, GateChange, OpenedBy, PairingMode};
 pub use pending::Cancel;
 
 use crate::message::PairFailure;
+use crate::pairing::Code;
 
 /// Limits on pairing. Every field is configurable; the defaults are the documented ones.
 #[derive(Debug, Clone)]
@@ -94,6 +95,9 @@ pub struct Admission {
     pub cancelled: oneshot::Receiver<Cancel>,
     /// The request that made room for this one.
     pub displaced: Option<u64>,
+    /// The code the operator drew ahead of any request ([`Guard::draw_ahead`]), when one
+    /// was waiting: this request takes it, once.
+    pub ahead: Option<Code>,
 }
 
 /// What settling an answer decided.
@@ -150,6 +154,8 @@ pub struct Guard {
     budget: budget::Budget,
     sources: sources::Sources,
     pending: pending::PendingTable,
+    /// A code drawn ahead of any request, and when it expires unused.
+    ahead: Option<(Code, Instant)>,
 }
 
 impl Guard {
@@ -160,6 +166,7 @@ impl Guard {
             budget: budget::Budget::default(),
             sources: sources::Sources::new(policy.max_sources, policy.failure_memory),
             pending: pending::PendingTable::default(),
+            ahead: None,
             policy,
         }
     }
@@ -228,10 +235,35 @@ impl Guard {
         let cancelled = self
             .pending
             .insert(request_id, ip, now, self.policy.code_ttl);
+        let ahead = self
+            .ahead
+            .take()
+            .filter(|(_, expires)| now < *expires)
+            .map(|(code, _)| code);
         Ok(Admission {
             cancelled,
             displaced,
+            ahead,
         })
+    }
+
+    /// The operator draws a code before any request, as adb's "pair with code" shows one:
+    /// the person types it on the client (`client-tui pair --code`) before the request
+    /// exists. The next request admitted within the code's lifetime gets it instead of a
+    /// fresh one, with the same attempts and budget as any code; it replaces one drawn
+    /// before, and closing pairing drops it. Returns the code and its lifetime.
+    pub fn draw_ahead(&mut self, now: Instant) -> (Code, Duration) {
+        let code = Code::generate();
+        self.ahead = Some((code.clone(), now + self.policy.code_ttl));
+        (code, self.policy.code_ttl)
+    }
+
+    /// How long the code drawn ahead still waits for a request, if one does.
+    pub fn ahead_left(&self, now: Instant) -> Option<Duration> {
+        self.ahead
+            .as_ref()
+            .and_then(|(_, expires)| expires.checked_duration_since(now))
+            .filter(|left| !left.is_zero())
     }
 
     /// Release the slot of a request that ended (no-op when it was cancelled).
@@ -297,6 +329,7 @@ impl Guard {
         now: Instant,
     ) -> Option<GateChange> {
         let change = self.gate.close(reason, cooloff, now);
+        self.ahead = None;
         self.pending.cancel_all(Cancel {
             reason: PairFailure::PairingClosed,
             retry_after: cooloff,
@@ -308,6 +341,7 @@ impl Guard {
     pub fn paired(&mut self, now: Instant) -> Option<GateChange> {
         let change = self.gate.paired(now);
         if change.is_some() {
+            self.ahead = None;
             self.pending.cancel_all(Cancel {
                 reason: PairFailure::PairingClosed,
                 retry_after: None,
@@ -320,6 +354,7 @@ impl Guard {
     pub fn tick(&mut self, now: Instant) -> Option<GateChange> {
         let change = self.gate.tick(now);
         if let Some(GateChange::Closed { .. }) = change {
+            self.ahead = None;
             self.pending.cancel_all(Cancel {
                 reason: PairFailure::PairingClosed,
                 retry_after: None,
@@ -386,6 +421,32 @@ mod tests {
 
     fn guard(policy: PairingPolicy) -> Guard {
         Guard::new(policy)
+    }
+
+    #[test]
+    fn a_code_drawn_ahead_goes_to_the_next_request_once_while_it_lives() {
+        let mut g = guard(PairingPolicy::default());
+        let t = Instant::now();
+        let (code, ttl) = g.draw_ahead(t);
+        assert_eq!(ttl, g.policy().code_ttl);
+        assert_eq!(g.ahead_left(t), Some(ttl));
+        let first = g.admit(ip(0, 1), 1, t + S).unwrap();
+        assert_eq!(first.ahead, Some(code));
+        assert_eq!(g.ahead_left(t + S), None);
+        // Used once: the next request gets none (the caller draws a fresh one).
+        assert_eq!(g.admit(ip(0, 2), 2, t + S).unwrap().ahead, None);
+
+        // Expired unused: nobody gets it.
+        let (_, ttl) = g.draw_ahead(t);
+        assert_eq!(g.admit(ip(0, 3), 3, t + ttl).unwrap().ahead, None);
+
+        // A second draw replaces the first; closing pairing drops it.
+        let (_, _) = g.draw_ahead(t);
+        let (second, _) = g.draw_ahead(t);
+        assert_eq!(g.admit(ip(0, 4), 4, t).unwrap().ahead, Some(second));
+        g.draw_ahead(t);
+        g.close(t);
+        assert_eq!(g.ahead_left(t), None);
     }
 
     #[test]

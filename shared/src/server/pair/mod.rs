@@ -151,7 +151,7 @@ fn ask<'a>(ctx: &'a ConnCtx, slot: &mut Option<Slot<'a>>, check: Check) -> Input
                 });
                 Issued {
                     request_id,
-                    code: Code::generate(),
+                    code: admission.ahead.unwrap_or_else(Code::generate),
                 }
             }))
         }
