@@ -36,8 +36,8 @@ pub struct Cli {
     /// Print plain lines instead of the full-screen interface.
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub no_tui: bool,
-    /// Print one JSON object per line on stdout (implies --no-tui); the shapes are in the
-    /// README (Running tasks, Finding the server) and docs/agent.md.
+    /// Print one JSON object per line on stdout (implies --no-tui); every line's fields:
+    /// docs/protocol.md Appendix A.2.
     #[arg(short = 'j', long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// No colours in the full-screen interface (as does a non-empty NO_COLOR).
