@@ -218,7 +218,7 @@ pub enum Command {
     /// `client-tui completions bash > ~/.local/share/bash-completion/completions/client-tui`.
     Completions {
         /// The shell.
-        shell: clap_complete::Shell,
+        shell: tui_kit::docs::Shell,
     },
     /// Print the manual page (roff) on stdout, e.g.
     /// `client-tui man > ~/.local/share/man/man1/client-tui.1`.

@@ -212,7 +212,7 @@ pub enum Command {
     /// `server-tui completions bash > ~/.local/share/bash-completion/completions/server-tui`.
     Completions {
         /// The shell.
-        shell: clap_complete::Shell,
+        shell: tui_kit::docs::Shell,
     },
     /// Print the manual page (roff) on stdout, e.g.
     /// `server-tui man > ~/.local/share/man/man1/server-tui.1`.

@@ -193,27 +193,12 @@ pub async fn run(cli: Cli, file: Option<ConfigFile>) -> Result<(), Failure> {
 
 /// Write what `completions SHELL` or `man` prints: generated from [`cli::command`].
 fn generate(command: &Command) -> Result<(), Failure> {
-    use std::io::Write;
-    // Into memory first: clap_complete panics on a write error, and `| head` is one.
-    let mut text = Vec::new();
-    match command {
-        Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut cli::command(), "server-tui", &mut text)
-        }
-        _ => clap_mangen::Man::new(cli::command())
-            .render(&mut text)
-            .map_err(|e| Failure::new(exit::FAILURE, format!("cannot render the manual: {e}")))?,
-    }
-    let mut out = std::io::stdout().lock();
-    match out.write_all(&text).and_then(|()| out.flush()) {
-        // `| head` has read what it wanted.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure::new(
-            exit::FAILURE,
-            format!("cannot write to stdout: {e}"),
-        )),
-        Ok(()) => Ok(()),
-    }
+    let doc = match command {
+        Command::Completions { shell } => tui_kit::docs::Doc::Completions(*shell),
+        _ => tui_kit::docs::Doc::Man,
+    };
+    tui_kit::docs::print(doc, cli::command(), "server-tui")
+        .map_err(|e| Failure::new(exit::FAILURE, e))
 }
 
 async fn serve(cli: &Cli, dir: &std::path::Path, file: Option<ConfigFile>) -> Result<(), Failure> {

@@ -10,6 +10,7 @@
 //! - [`theme`]: the styles both apps draw with;
 //! - `testing` and `pty` (features `testing`, `pty-test`): test helpers only.
 
+pub mod docs;
 pub mod event;
 pub mod keymap;
 pub mod log;
